@@ -1,0 +1,1 @@
+"""ganforge: reproducible GAN training and judging."""

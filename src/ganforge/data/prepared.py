@@ -1,0 +1,51 @@
+"""The prepared dataset format: the contract between the download stage and every later stage.
+
+data/<dataset>/
+  train.npz, test.npz   images: uint8 [N, C, H, W], labels: int64 [N]
+  info.json             name, classes, shape [C, H, W], counts, content hashes, source
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ganforge.errors import GanforgeError
+
+SPLITS = ("train", "test")
+
+
+def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N, C, H, W], labels int64 [N]) of one split."""
+    path = Path(data_dir) / f"{split}.npz"
+    if not path.exists():
+        raise GanforgeError(f"prepared data not found: {path} (run the download stage: dvc repro download)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, ValueError, KeyError) as e:
+        raise GanforgeError(f"{path} is not a prepared ganforge split: {e}") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != (len(images),):
+        raise GanforgeError(f"{path}: expected uint8 images [N,C,H,W] and labels [N], "
+                            f"got {images.dtype} {images.shape} and {labels.shape}")
+    return images, labels.astype(np.int64, copy=False)
+
+
+def load_info(data_dir: str | Path) -> dict:
+    path = Path(data_dir) / "info.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GanforgeError(f"{path} not found (run the download stage: dvc repro download)") from None
+    except ValueError as e:
+        raise GanforgeError(f"{path} is not valid JSON: {e}") from None
+
+
+def content_hash(info: dict) -> str:
+    """One short id for the dataset's content (tags MLflow runs; changes iff any split changes)."""
+    import hashlib
+
+    hashes = json.dumps(info.get("sha256", {}), sort_keys=True)
+    return hashlib.sha256(hashes.encode()).hexdigest()[:16]

@@ -1,0 +1,71 @@
+"""Shared test fixtures: run the real stage CLIs, make throw-away DVC projects, real prepared MNIST."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvc/.gitignore", ".gitignore")
+
+
+def run_stage(stage: str, *args: str, cwd: Path | str = ROOT, env: dict | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `python stages/<stage>.py ARGS` as a user (or dvc) would; returns the finished process."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args], cwd=cwd,
+                          env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def set_params(path: Path, overrides: dict) -> None:
+    """Apply {'train.kimg': 0.5, ...} to a params.yaml in place."""
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def make_project(dest: Path, overrides: dict | None = None) -> Path:
+    """A fresh git + DVC project with this repo's pipeline, for `dvc repro` / `dvc exp run` tests."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    if overrides:
+        set_params(dest / "params.yaml", overrides)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=dest, check=True)
+    return dest
+
+
+def dvc(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """The real dvc CLI of this environment, with the venv's python first on PATH (as `make run` does)."""
+    bindir = str(Path(sys.executable).parent)
+    full_env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
+    return subprocess.run([str(Path(bindir) / "dvc"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    """Real MNIST, prepared by the real download stage (served from the user cache after the first run)."""
+    out = tmp_path_factory.mktemp("data") / "mnist"
+    proc = run_stage("download", "--params", str(ROOT / "params.yaml"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
