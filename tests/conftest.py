@@ -69,3 +69,23 @@ def mnist_dir(tmp_path_factory) -> Path:
     proc = run_stage("download", "--params", str(ROOT / "params.yaml"), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist_dir(mnist_dir, tmp_path_factory) -> Path:
+    """A small real-MNIST subset in the prepared format (2048 train, 512 test) for fast stage tests."""
+    import json
+
+    from ganforge.data.prepared import load_info, load_split
+    from ganforge.io import atomic_save_npz
+
+    out = tmp_path_factory.mktemp("data") / "mnist"
+    out.mkdir()
+    info = load_info(mnist_dir)
+    for split, n in (("train", 2048), ("test", 512)):
+        images, labels = load_split(mnist_dir, split)
+        atomic_save_npz(out / f"{split}.npz", images=images[:n], labels=labels[:n])
+        info.setdefault("counts", {})[split] = n
+    info["subset_of"] = str(mnist_dir)
+    (out / "info.json").write_text(json.dumps(info, indent=2))
+    return out
