@@ -37,6 +37,7 @@ class FolderSource(Section):
 class Download(Section):
     timeout_seconds: float = Field(30, gt=0)
     retries: int = Field(3, ge=1)
+    backoff_seconds: float = Field(1.0, ge=0)
     folder: FolderSource = FolderSource()
 
 
