@@ -1,0 +1,81 @@
+"""Full, resumable training checkpoints: everything needed to continue bit-for-bit where a run stopped.
+
+One file, checkpoints/train.pt, replaced atomically (temp file + rename), so a kill at any moment leaves
+the previous checkpoint intact. It holds only tensors, numbers, strings, lists and dicts, so it loads
+with torch.load(weights_only=True); a file that needs arbitrary unpickling is refused.
+
+A run resumes only when the checkpoint's `config` (the arguments that determine the trajectory, see
+loop.trajectory_config) equals the new run's; otherwise training starts fresh and says why.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.errors import GanforgeError
+from ganforge.io import atomic_torch_save, load_torch
+
+CHECKPOINT_FORMAT = "ganforge.train-checkpoint/1"
+CHECKPOINT_FILE = "train.pt"
+
+
+def rng_states(generators: dict[str, torch.Generator]) -> dict:
+    """Every random stream a run touches: the global torch/cuda/numpy/python ones and our own generators
+    (data sampler, z), each as plain tensors/lists so that weights_only loading accepts them."""
+    np_state = np.random.get_state()  # ('MT19937', uint32[624], pos, has_gauss, cached_gaussian)
+    py_state = random.getstate()  # (version, tuple of 625 ints, gauss_next)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "generators": {name: g.get_state() for name, g in generators.items()},
+    }
+
+
+def set_rng_states(state: dict, generators: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    for name, g in generators.items():
+        g.set_state(state["generators"][name])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> Path:
+    """Atomically write `state` (a dict built by the training loop) with the format tag."""
+    return atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
+
+
+def load_checkpoint(path: str | Path, config: dict, say: Callable[[str], None] = print) -> dict | None:
+    """The checkpoint at `path` if it exists and was written with the same `config`, else None.
+
+    Says what it decided: resuming (and from which step), or starting fresh (and why).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        ckpt = load_torch(path)
+    except GanforgeError as e:
+        raise GanforgeError(f"{e}\n  delete {path} to start training from scratch") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise GanforgeError(f"{path} is not a ganforge training checkpoint "
+                            f"(expected format {CHECKPOINT_FORMAT}); delete it to start from scratch")
+    old = ckpt.get("config", {})
+    if old != config:
+        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
+        say(f"checkpoint {path} (step {ckpt.get('step')}) was written with a different config "
+            f"({diff}); starting fresh")
+        return None
+    say(f"resuming from checkpoint {path} at step {ckpt['step']}")
+    return ckpt
