@@ -79,7 +79,9 @@ def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -
     else:
         files = fetch_dataset(name, spec, cfg)
         splits = _idx_splits(files) if spec.kind == "idx" else _cifar_splits(files, len(spec.classes))
-        sources = list(dict.fromkeys(f.source for f in files.values()))
+        # in the registry's mirror order, so a rerun that refetched one file writes the same info.json
+        used = {f.source for f in files.values()}
+        sources = [m for m in spec.mirrors if m in used] + sorted(used - set(spec.mirrors))
         info = {"classes": list(spec.classes), "source": ", ".join(sources),
                 "files": {f: {"sha256": c.sha256, "source": c.source} for f, c in sorted(files.items())}}
     n_classes = len(info["classes"])

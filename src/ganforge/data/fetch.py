@@ -137,4 +137,4 @@ def fetch_dataset(name: str, spec: DatasetSpec, cfg: Download) -> dict[str, Cach
     if missing:
         raise GanforgeError(f"could not fetch {name} ({', '.join(missing)}): every mirror failed:\n  "
                             + "\n  ".join(failures or ["no mirrors configured"]))
-    return have
+    return {f: have[f] for f in spec.files}

@@ -33,6 +33,10 @@ class FetchError(Exception):
     """This URL cannot be fetched; the message says why (one line)."""
 
 
+class Unreachable(FetchError):
+    """The host cannot be reached at all: no other file from it will come either."""
+
+
 class _Retry(Exception):
     """A transient failure: worth another attempt after back-off."""
 
@@ -64,7 +68,7 @@ def _attempt(url: str, part: Path, timeout: float, progress: Progress | None) ->
         raise FetchError(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         # urllib wraps only errors raised before a response, i.e. while resolving/connecting
-        raise FetchError(_why_unreachable(e.reason)) from None
+        raise Unreachable(_why_unreachable(e.reason)) from None
     except (OSError, http.client.HTTPException) as e:  # connected, but no (valid) response in time
         raise _Retry(f"no response: {e or type(e).__name__}") from None
 

@@ -69,26 +69,37 @@ class Settings:
 
 
 def _http_download(url: str, s: Settings) -> Path:
+    """Raises http_fetch.FetchError (Unreachable when the host cannot be reached at all)."""
     # the partial file is keyed by URL so that an interrupted transfer resumes where it stopped
     key = hashlib.sha256(url.encode()).hexdigest()[:12]
     dest = s.downloads / f"{key}-{PurePosixPath(url).name or 'download'}"
-    try:
-        return http_fetch.download(url, dest, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
-                                   progress=s.progress(PurePosixPath(url).name) if s.progress else None)
-    except http_fetch.FetchError as e:
-        raise MirrorError(f"{PurePosixPath(url).name}: {e}") from None
+    return http_fetch.download(url, dest, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
+                               progress=s.progress(PurePosixPath(url).name) if s.progress else None)
 
 
 def fetch_http(template: str, files: list[str], s: Settings) -> Fetched:
     if "{file}" in template:
+        failed = []
         for file in files:
-            path = _http_download(template.format(file=file), s)
+            url = template.format(file=file)
+            try:
+                path = _http_download(url, s)
+            except http_fetch.FetchError as e:
+                failed.append(f"{PurePosixPath(url).name}: {e}")
+                if isinstance(e, http_fetch.Unreachable):
+                    break  # the host is out of reach: do not try its other files
+                continue  # this file is missing here; the others may not be
             data = path.read_bytes()
             path.unlink()  # the decoded, verified copy is what the cache keeps
             yield file, data
+        if failed:
+            raise MirrorError("; ".join(failed))
         return
     # one archive holds all the files (CIFAR): match members by base name
-    archive = _http_download(template, s)
+    try:
+        archive = _http_download(template, s)
+    except http_fetch.FetchError as e:
+        raise MirrorError(f"{PurePosixPath(template).name}: {e}") from None
     try:
         yield from _archive_files(archive, files, lambda p: p.name)
     finally:

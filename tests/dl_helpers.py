@@ -1,0 +1,151 @@
+"""Helpers for the download tests: a loopback HTTP server with misbehaviours on demand, and small datasets
+generated in the real on-disk formats (IDX, CIFAR python batches)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import pickle
+import socket
+import tarfile
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+IDX_NAMES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+# ---------------------------------------------------------------------------------------------- server
+@dataclass
+class Route:
+    body: bytes
+    ranges: bool = True          # honour "Range: bytes=N-" with 206
+    truncate: int = 0            # this many responses stop after half the body (Content-Length promises all)
+    delay: float = 0.0           # seconds to wait before answering (a stalled server)
+    sent: int = 0                # body bytes written so far, over all requests
+
+
+@dataclass
+class LoopbackServer:
+    """http://127.0.0.1:<free port>/...: serves `routes`, 404 for anything else, records each request."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                server.requests.append((self.path, rng))
+                route = server.routes.get(self.path)
+                if route is None:
+                    self.send_error(404, "Not Found")
+                    return
+                if route.delay and server._stop.wait(route.delay):
+                    return
+                body, status, start = route.body, 200, 0
+                if rng and route.ranges and rng.startswith("bytes=") and rng.endswith("-"):
+                    start, status = int(rng[6:-1]), 206
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body) - start))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.end_headers()
+                end = len(body)
+                if route.truncate:
+                    route.truncate -= 1
+                    end = start + (len(body) - start) // 2  # HTTP/1.0: the connection closes short
+                route.sent += end - start  # counted first: the client may finish before this thread
+                self.wfile.write(body[start:end])
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def close(self):
+        self._stop.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------- data
+def idx_bytes(a: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: magic (0, 0, 0x08, ndim), big-endian sizes, values."""
+    header = bytes([0, 0, 8, a.ndim]) + np.asarray(a.shape, dtype=">u4").tobytes()
+    return header + a.astype(np.uint8).tobytes()
+
+
+def tiny_idx_dataset(n_train=24, n_test=12, seed=0):
+    """{split: (images [N,28,28], labels [N])} and {file name: decoded IDX bytes}."""
+    rng = np.random.default_rng(seed)
+    splits = {s: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype(np.uint8))
+              for s, n in (("train", n_train), ("test", n_test))}
+    files = {}
+    for s, (x, y) in splits.items():
+        files[IDX_NAMES[s][0]], files[IDX_NAMES[s][1]] = idx_bytes(x), idx_bytes(y)
+    return splits, files
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def cifar_batches(n=6, seed=0) -> tuple[dict[str, tuple[np.ndarray, list[int]]], dict[str, bytes]]:
+    """Six batch files in the CIFAR-10 python format (pickle protocol 2 of a dict with bytes keys)."""
+    rng = np.random.default_rng(seed)
+    arrays, files = {}, {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, n)]
+        arrays[name] = (data, labels)
+        files[name] = pickle.dumps({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                                    b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}, protocol=2)
+    return arrays, files
+
+
+def tar_gz(members: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def write_registry(path: Path, entries: dict) -> dict:
+    """A GANFORGE_REGISTRY file; returns the env vars that select it."""
+    path.write_text(yaml.safe_dump(entries))
+    return {"GANFORGE_REGISTRY": str(path)}
