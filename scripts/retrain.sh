@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Retrain and report: what .github/workflows/retrain.yml runs on a GPU runner, and `make retrain` locally.
+#
+#   scripts/retrain.sh          set up, dvc pull (when a remote is configured), reproduce, dvc push, report
+#   scripts/retrain.sh report   only write the report (e.g. again, once CI knows the grid's artifact URL)
+#
+# Environment, all optional:
+#   RETRAIN_OVERRIDES    params overrides, space-separated key=value ("train.kimg=400 train.lr=0.0001"):
+#                        reproduce with `dvc exp run -S key=value ...` instead of `dvc repro`. Each word is
+#                        checked and passed as one argument; nothing of it is evaluated by the shell.
+#   RETRAIN_BASE         git revision the report compares with (default HEAD, the last commit)
+#   RETRAIN_FORCE        true = rerun every stage even if cached (the weekly scheduled run)
+#   RETRAIN_SETUP        false = skip `make install` (an environment that is already set up)
+#   RETRAIN_REPORT       the markdown report (default results/retrain/report.md)
+#   RETRAIN_GRID_URL     where readers can get the sample grid (CI: the uploaded artifact)
+#   MLFLOW_TRACKING_URI  the tracking server (default: the project's sqlite:///mlflow.db)
+# Remote credentials come from the environment (CI secrets) or .dvc/config.local, never .dvc/config.
+# Backticks in single-quoted printf formats below are markdown code spans, not command substitutions:
+# shellcheck disable=SC2016
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-all}"
+base="${RETRAIN_BASE:-HEAD}"
+report="${RETRAIN_REPORT:-results/retrain/report.md}"
+log="$(dirname "$report")/repro.log"
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+setup() {
+    if [ "${RETRAIN_SETUP:-true}" != false ]; then
+        say "set-up (make install)"
+        make install
+    fi
+    # dvc runs `python stages/...`: the project's venv must come first, as in `make run`
+    if [ -x .venv/bin/dvc ]; then PATH="$PWD/.venv/bin:$PATH"; fi
+    command -v dvc >/dev/null || die "dvc not found: run make install (or put the venv on PATH)"
+}
+
+has_remote() { [ -n "$(dvc remote list)" ]; }
+
+# The plugin for the default remote's storage type (dvc alone speaks only to local and HTTP remotes).
+remote_plugin() {
+    local url
+    url="$(dvc remote list | awk 'NR == 1 {print $2}')"
+    case "$url" in
+        s3://*) echo dvc-s3 ;; gs://*) echo dvc-gs ;; azure://*) echo dvc-azure ;;
+        ssh://*) echo dvc-ssh ;; webdav://* | webdavs://*) echo dvc-webdav ;; *) echo "" ;;
+    esac
+}
+
+pull() {
+    if ! has_remote; then
+        say "no DVC remote configured: skipping dvc pull (everything is built here)"
+        return
+    fi
+    local plugin
+    plugin="$(remote_plugin)"
+    if [ -n "$plugin" ] && ! python -c "import ${plugin//-/_}" 2>/dev/null; then
+        say "installing $plugin for the remote"
+        python -m pip install --disable-pip-version-check -q "$plugin"
+    fi
+    say "dvc pull (outputs of the committed dvc.lock, and the run cache)"
+    # --allow-missing: outputs the remote lacks yet are simply reproduced below
+    dvc pull --run-cache --allow-missing
+}
+
+# RETRAIN_OVERRIDES -> overrides=(-S key=value ...), checked before any work is done.
+overrides=()
+parse_overrides() {
+    local words=() w
+    read -r -a words <<< "${RETRAIN_OVERRIDES:-}"
+    for w in "${words[@]}"; do
+        [[ "$w" =~ ^[A-Za-z0-9_.:/-]+=[^[:space:]]*$ ]] \
+            || die "override '$w' is not key=value (e.g. train.kimg=400); separate several with spaces"
+        overrides+=(-S "$w")
+    done
+}
+
+reproduce() {
+    local args=("${overrides[@]}")
+    if [ "${RETRAIN_FORCE:-false}" = true ]; then args=(--force "${args[@]}"); fi
+    mkdir -p "$(dirname "$log")"
+    if [ "${#overrides[@]}" -gt 0 ]; then
+        say "dvc exp run ${args[*]}"
+        dvc exp run "${args[@]}" 2>&1 | tee "$log"
+    else
+        say "dvc repro ${args[*]}"
+        dvc repro "${args[@]}" 2>&1 | tee "$log"
+    fi
+}
+
+push() {
+    if has_remote; then
+        say "dvc push (outputs and the run cache, so the next retrain can skip what is unchanged)"
+        dvc push --run-cache
+    fi
+}
+
+# A section of the report: the markdown table of a dvc diff, or a line saying there is none.
+diff_section() {
+    local title="$1" none="$2" out err
+    shift 2
+    printf '### %s\n\n' "$title"
+    err="$(mktemp)"
+    if out="$(dvc "$@" 2>"$err")"; then
+        # with --md dvc prints the table header even when nothing differs: rows start after line 2
+        if [ "$(printf '%s\n' "$out" | grep -c '^|')" -gt 2 ]; then
+            printf '%s\n\n' "$out"
+        else
+            printf '%s\n\n' "$none"
+        fi
+    else
+        printf '`dvc %s` failed: %s\n\n' "$*" "$(head -n 3 "$err" | tr '\n' ' ')"
+    fi
+    rm -f "$err"
+}
+
+write_report() {
+    local ran grid run_id report_dir
+    report_dir="$(dirname "$report")"
+    mkdir -p "$report_dir"
+    ran="none: every stage was up to date or restored from the cache"
+    if [ -s "$log" ] && grep -q "^Running stage" "$log"; then
+        ran="$(sed -n "s/^Running stage '\(.*\)':.*/\1/p" "$log" | paste -sd, - | sed 's/,/, /g')"
+    fi
+    run_id="$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' \
+        results/train/run.json 2>/dev/null || echo unknown)"
+    {
+        printf '## Retrain report\n\n'
+        printf 'Commit `%s` compared with `%s`.' "$(git rev-parse --short HEAD)" "$base"
+        if [ -n "${RETRAIN_OVERRIDES:-}" ]; then printf ' Overrides: `%s`.' "$RETRAIN_OVERRIDES"; fi
+        printf '\n\nStages run: %s.\n\nMLflow run: `%s`.\n\n' "$ran" "$run_id"
+        diff_section "Metrics" "No metric changed." metrics diff "$base" --md
+        diff_section "Params" "No param changed." params diff "$base" --md
+        printf '### Samples\n\n'
+        grid=samples/grid.png
+        if [ -n "${RETRAIN_GRID_URL:-}" ]; then
+            printf '[`%s`](%s) (in the run'"'"'s artifact `retrain-report`; also in the MLflow run)\n' \
+                "$grid" "$RETRAIN_GRID_URL"
+        elif [ -f "$grid" ]; then
+            # a path relative to the report, so the image shows in any local markdown viewer
+            printf '![sample grid](%s)\n' "$(python -c 'import os,sys; print(os.path.relpath(*sys.argv[1:]))' \
+                "$grid" "$report_dir")"
+        else
+            printf 'No sample grid (the pipeline did not get that far).\n'
+        fi
+    } > "$report"
+    say "report: $report"
+    cat "$report"
+}
+
+case "$mode" in
+    all) parse_overrides; setup; pull; reproduce; push; write_report ;;
+    report) RETRAIN_SETUP=false setup; write_report ;;
+    *) die "usage: scripts/retrain.sh [all|report]" ;;
+esac
