@@ -7,7 +7,9 @@ package mirror serves), later runs are served from the cache in about a second.
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,3 +55,25 @@ def test_fashion_mnist_through_the_cli(tmp_path):
     info = check_prepared(out, "fashion-mnist", [6000] * 10, [1000] * 10)
     assert info["classes"][9] == "Ankle boot"
     assert f"fashion-mnist: train 60000, test 10000 images of shape [1, 28, 28] -> {out}" in proc.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("apt-get"), reason="needs root and apt-get")
+@pytest.mark.timeout(600)
+def test_debian_mirror_on_a_machine_without_package_lists(tmp_path):
+    # a fresh machine has no apt package lists, so `apt-get download` cannot locate the package: the mirror
+    # must run `apt-get update` once and retry. Simulated without touching the system's lists: APT_CONFIG
+    # points apt at an empty lists directory of our own; the cache is fresh so the mirror really runs.
+    lists = tmp_path / "apt-lists"
+    (lists / "partial").mkdir(parents=True)
+    (tmp_path / "apt.conf").write_text(f'Dir::State::Lists "{lists}/";\n')
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    set_params(params, {"base.dataset": "fashion-mnist"})
+    out = tmp_path / "data"
+    env = {"APT_CONFIG": str(tmp_path / "apt.conf"), "GANFORGE_CACHE": str(tmp_path / "cache")}
+    proc = run_stage("download", "--params", str(params), "--out", str(out), cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    info = check_prepared(out, "fashion-mnist", [6000] * 10, [1000] * 10)
+    assert info["source"].startswith("deb:dataset-fashion-mnist!")
+    installed = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").exists()
+    assert installed or any(lists.glob("*Packages*"))  # not installed: the lists were fetched

@@ -128,8 +128,10 @@ def fetch_dataset(name: str, spec: DatasetSpec, cfg: Download) -> dict[str, Cach
             if not mirror.startswith(("http:", "https:", "file:")):
                 console.print(f"fetching {len(missing)} file(s) of {name} from {mirror}")
             try:
-                for file, raw in mirrors.fetch(mirror, missing, settings):
-                    have[file] = _store(directory / file, file, raw, spec.files[file], mirror)
+                # closing(): a mirror stopped half-way still cleans up (temp dirs, a bad archive)
+                with contextlib.closing(mirrors.fetch(mirror, missing, settings)) as fetched:
+                    for file, raw in fetched:
+                        have[file] = _store(directory / file, file, raw, spec.files[file], mirror)
             except mirrors.MirrorError as e:
                 failures.append(f"{mirror}: {e}")
                 console.print(f"mirror failed: {failures[-1]}")

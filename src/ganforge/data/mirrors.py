@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ganforge.data import http_fetch
@@ -58,14 +59,15 @@ def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None])
         raise MirrorError(f"{archive.name} is not a readable tar archive: {e}") from None
 
 
+@dataclass(frozen=True)
 class Settings:
-    """What every mirror needs from params: the `download` section, and where partial downloads live."""
+    """What every mirror needs: the `download` params, and where partial downloads live."""
 
-    def __init__(self, timeout: float, retries: int, backoff: float, downloads: Path,
-                 progress: Callable[[str], http_fetch.Progress] | None = None):
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.downloads = downloads
-        self.progress = progress  # label -> per-transfer callback (a progress bar), or None
+    timeout: float
+    retries: int
+    backoff: float
+    downloads: Path
+    progress: Callable[[str], http_fetch.Progress] | None = None  # label -> per-transfer callback, or None
 
 
 def _http_download(url: str, s: Settings) -> Path:
