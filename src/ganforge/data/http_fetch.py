@@ -73,9 +73,11 @@ def _attempt(url: str, part: Path, timeout: float, progress: Progress | None) ->
         raise _Retry(f"no response: {e or type(e).__name__}") from None
 
     with resp:
-        status = getattr(resp, "status", None) or 200
-        resumed = have > 0 and status == 206 and (resp.headers.get("Content-Range") or "").startswith(
-            f"bytes {have}-")
+        status = getattr(resp, "status", None) or 200  # file:// responses have no status
+        resumed = status == 206
+        if resumed and not (have and (resp.headers.get("Content-Range") or "").startswith(f"bytes {have}-")):
+            part.unlink(missing_ok=True)
+            raise _Retry(f"server sent a range we did not ask for ({resp.headers.get('Content-Range')})")
         if not resumed:
             have = 0  # the server sent the whole file (no Range support): restart
         length = resp.headers.get("Content-Length")
