@@ -115,8 +115,9 @@ def train(
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
     sums = torch.zeros(len(STATS), device=dev)  # STATS summed since the last report
-    # [step, loss_d, loss_g] of the first step whose loss was not finite; step -1 = none so far
-    first_bad = torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64, device=dev)
+    # [step, loss_d, loss_g, sum of weights] of the first step that left something non-finite; -1 = none yet
+    first_bad = torch.tensor([-1.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
+    weights = [*G.parameters(), *D.parameters()]
 
     def train_step() -> None:
         # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
@@ -142,11 +143,13 @@ def train(
         step_t.add_(1)
         if G_ema is not None:
             update_ema(G_ema, G, step_t, ema_decay)
-        losses = torch.stack([loss_d.detach(), loss_g.detach()])
-        sums.add_(torch.stack([losses[0], losses[1], d_stats["d_real"], d_stats["d_fake"]]))
-        newly_bad = (first_bad[0] < 0) & ~torch.isfinite(losses).all()
-        bad_now = torch.cat([step_t.double().view(1), losses.double()])
-        first_bad.copy_(torch.where(newly_bad, bad_now, first_bad))
+        sums.add_(torch.stack([loss_d.detach(), loss_g.detach(), d_stats["d_real"], d_stats["d_fake"]]))
+        # Divergence watch. The weights are watched too: a finite loss can still have overflowing gradients
+        # (NaN weights after this step), and the checkpoint of this step must not hold them.
+        weight_sum = torch.stack([w.detach().sum() for w in weights]).sum()  # NaN/inf iff some weight is
+        watch = torch.stack([t.detach().double() for t in (step_t, loss_d, loss_g, weight_sum)])
+        newly_bad = (first_bad[0] < 0) & ~torch.isfinite(watch).all()
+        first_bad.copy_(torch.where(newly_bad, watch, first_bad))
 
     # Where issue 5's fast path plugs in: on CUDA with fast == "auto" it replays train_step as a CUDA graph.
     step_fn = train_step
@@ -189,11 +192,13 @@ def train(
                                 f"steps (kimg={kimg}); delete {checkpoint_path} to train a shorter run")
 
     def check_finite() -> None:
-        bad_step, bad_d, bad_g = first_bad.tolist()  # note: a host sync point
+        bad_step, bad_d, bad_g, weight_sum = first_bad.tolist()  # note: a host sync point
         if bad_step >= 0:
+            what = ("is not finite" if not math.isfinite(bad_d + bad_g) else
+                    f"but its update made the weights non-finite (sum {weight_sum})")
             kept = f"; the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path else ""
             raise GanforgeError(f"training diverged at step {int(bad_step)}: loss_d={bad_d}, loss_g={bad_g} "
-                                f"is not finite (lower train.lr?){kept}")
+                                f"{what} (lower train.lr?){kept}")
 
     columns = [TextColumn("[bold]train step"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
