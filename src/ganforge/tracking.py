@@ -371,21 +371,23 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     # holds only a reference to GeneratorModel (the code itself ships as code_paths)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    info = Model.log(
-        artifact_path=None,
-        name="generator",
-        flavor=mlflow.pyfunc,
-        run_id=run.run_id,  # explicit: no global active run, so the run's status is left alone
-        python_model=GeneratorModel(),
-        artifacts={"generator": str(generator_path)},
-        code_paths=[str(Path(ganforge.__file__).parent)],
-        signature=signature,
-        # explicit requirements: skips mlflow's inference, which loads the model in a subprocess
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
-                          f"mlflow=={mlflow.__version__}", "pandas", "pydantic", "pyyaml"],
-        registered_model_name=name,
-        await_registration_for=0,  # local and server stores register synchronously
-    )
+    with warnings.catch_warnings():  # "no input example": the signature above is the contract
+        warnings.simplefilter("ignore")
+        info = Model.log(
+            artifact_path=None,
+            name="generator",
+            flavor=mlflow.pyfunc,
+            run_id=run.run_id,  # explicit: no global active run, so the run's status is left alone
+            python_model=GeneratorModel(),
+            artifacts={"generator": str(generator_path)},
+            code_paths=[str(Path(ganforge.__file__).parent)],
+            signature=signature,
+            # explicit requirements: skips mlflow's inference, which loads the model in a subprocess
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}",
+                              f"mlflow=={mlflow.__version__}", "pandas", "pydantic", "pyyaml"],
+            registered_model_name=name,
+            await_registration_for=0,  # local and server stores register synchronously
+        )
     version = int(info.registered_model_version)
     tags = {"run_id": run.run_id, "dataset": dataset, **{f"meta.{k}": v for k, v in meta.items()}}
     for k, v in tags.items():

@@ -1,0 +1,116 @@
+"""Model registry: the generator as an MLflow pyfunc, versions under ganforge-<dataset>, the champion alias.
+
+Against a real sqlite store in tmp_path, with untrained generators (the registry does not care how good
+the weights are; the fid_ratio values are given).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ganforge import tracking
+from ganforge.errors import GanforgeError
+from ganforge.nets import Generator, init_dcgan_weights, load_generator, save_generator
+
+
+def make_generator(path, seed: int) -> str:
+    torch.manual_seed(seed)
+    G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8)
+    init_dcgan_weights(G)
+    save_generator(path, G, meta={"dataset": "mnist", "seed": seed})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A sqlite store with three registered versions of ganforge-mnist, evaluated in order with fid_ratio
+    3.0 (first: promoted), 4.0 (worse: kept) and 2.5 (better: promoted)."""
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    versions, decisions, runs = [], [], []
+    for i, ratio in enumerate((3.0, 4.0, 2.5)):
+        run = tracking.Run.start("registry-test", {"train": {"seed": i}}, root=root)
+        versions.append(tracking.log_generator_model(run, make_generator(root / f"g{i}.pt", i), "mnist"))
+        decisions.append(tracking.promote_if_better(run, "mnist", None, ratio, root=root))
+        run.finish()
+        runs.append(run)
+    yield {"root": root, "uri": uri, "versions": versions, "decisions": decisions, "runs": runs}
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_worse_model_keeps_the_alias_and_better_one_takes_it(store):
+    v1, v2, v3 = store["versions"]
+    assert (v1, v2, v3) == (1, 2, 3)
+    first, worse, better = store["decisions"]
+    assert first["registry.decision"] == "promoted" and first["registry.previous_champion_version"] == "none"
+    assert worse["registry.decision"] == "kept" and worse["registry.champion_version"] == v1
+    assert worse["registry.previous_champion_fid_ratio"] == 3.0
+    assert better["registry.decision"] == "promoted" and better["registry.previous_champion_version"] == v1
+    c = store["runs"][0].client
+    assert int(c.get_model_version_by_alias("ganforge-mnist", "champion").version) == v3
+    # the decision is recorded in each run, and the version knows its run and its fid_ratio
+    tags = c.get_run(store["runs"][1].run_id).data.tags
+    assert tags["registry.decision"] == "kept" and tags["registry.version"] == "2"
+    mv = c.get_model_version("ganforge-mnist", str(v2))
+    assert mv.run_id == store["runs"][1].run_id and float(mv.tags["fid_ratio"]) == 4.0
+    # re-evaluating the champion itself keeps it champion, even with a worse number
+    again = tracking.promote_if_better(store["runs"][2], "mnist", v3, 9.0, root=store["root"])
+    assert again["registry.decision"] == "promoted"
+    assert tracking.champion(c, "mnist") == (v3, 9.0)
+    tracking.promote_if_better(store["runs"][2], "mnist", v3, 2.5, root=store["root"])
+
+
+def test_champion_loads_in_a_fresh_process(store, tmp_path):
+    """models:/ganforge-mnist@champion, loaded by a new Python process, makes the champion's images."""
+    out = tmp_path / "images.npy"
+    code = textwrap.dedent(f"""
+        import json, mlflow, numpy as np
+        m = mlflow.pyfunc.load_model("models:/ganforge-mnist@champion")
+        x = m.predict({{"count": 5, "seed": 7}})
+        np.save({str(out)!r}, x)
+        print(json.dumps({{"shape": list(x.shape), "dtype": str(x.dtype)}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": store["uri"]})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"shape": [5, 28, 28, 1], "dtype": "uint8"}
+    G3, _ = load_generator(store["root"] / "g2.pt")  # the third generator is the champion
+    assert np.array_equal(np.load(out), tracking.generate_images(G3, seed=7, count=5))
+
+
+def test_pyfunc_requests(store):
+    import mlflow
+
+    m = mlflow.pyfunc.load_model("models:/ganforge-mnist/1")
+    whole = m.predict(pd.DataFrame({"count": [3], "seed": [10]}))
+    # one seed per image: rows (2 from seed 10) + (1 from seed 12) are the same three images
+    split = m.predict(pd.DataFrame({"count": [2, 1], "seed": [10, 12]}))
+    assert whole.shape == (3, 28, 28, 1) and whole.dtype == np.uint8
+    assert np.array_equal(whole, split)
+    assert whole.min() < whole.max()  # real images, not a constant fill
+    with pytest.raises(Exception, match="count"):
+        m.predict({"count": 0, "seed": 1})
+    with pytest.raises(GanforgeError, match="unconditional"):
+        G, _ = load_generator(store["root"] / "g0.pt")
+        tracking.generate_images(G, seed=0, count=2, classes=3)
+
+
+def test_promote_without_a_registered_model_only_records_it(store):
+    run = tracking.Run.start("registry-test", {"train": {"seed": 99}}, root=store["root"])
+    decision = tracking.promote_if_better(run, "mnist", None, 0.1, root=store["root"])
+    assert decision["registry.decision"] == "unregistered"
+    assert tracking.champion(run.client, "mnist")[0] == store["versions"][2]  # untouched
