@@ -28,19 +28,22 @@ def main(
     from ganforge.cli import user_errors
 
     with user_errors():
+        from ganforge.config import load_params
+        from ganforge.io import resolve_device
+
+        p = load_params(params)  # bad params or an absent device: exit 2 before the heavy imports
+        t = p.train
+        device = resolve_device(t.device)
+
         from PIL import Image
 
-        from ganforge.config import load_params
         from ganforge.data.prepared import content_hash, load_info, load_split
-        from ganforge.io import atomic_write_bytes, atomic_write_text, resolve_device
+        from ganforge.io import atomic_write_bytes, atomic_write_text
         from ganforge.nets import save_generator
         from ganforge.tracking import Run
         from ganforge.train import train, trajectory_config
         from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
-        p = load_params(params)
-        t = p.train
-        device = resolve_device(t.device)
         x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
         data_hash = content_hash(load_info(data))
         args = dict(seed=p.base.seed, data_hash=data_hash, device=device, ema_enabled=t.ema.enabled,
@@ -66,6 +69,7 @@ def main(
         try:
             result = train(x_train, **args, checkpoint_path=ckpt_path, resume=ckpt,
                            checkpoint_meta={"mlflow_run_id": run.run_id}, log=log,
+                           progress=sys.stderr.isatty(),  # else the log lines above report progress
                            log_grid=lambda step, grid: run.log_image(grid, key="samples_fixed_z", step=step))
         except KeyboardInterrupt:
             run.finish("KILLED")

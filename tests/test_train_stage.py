@@ -1,0 +1,185 @@
+"""The train stage through its real CLI on a real MNIST subset, against a real MLflow store.
+
+One uninterrupted reference run (module fixture) is inspected for its outputs and tracking, and is the
+yardstick for the killed-and-resumed run. Settings: 16-channel DCGAN, batch 32, 120 steps (3.84 kimg).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from PIL import Image
+
+from conftest import ROOT, dvc, make_project, run_stage, set_params
+from ganforge.data.prepared import content_hash, load_info
+from ganforge.io import load_torch
+from ganforge.nets import load_generator
+
+STEPS = 120
+TINY = {"train.device": "cpu", "train.batch_size": 32, "train.kimg": STEPS * 32 / 1000, "train.z_dim": 32,
+        "train.g_channels": 16, "train.d_channels": 16, "train.log_every": 10, "train.image_every": 40,
+        "train.ckpt_every": 10}
+LOSS_COLUMNS = ("step", "kimg", "loss_d", "loss_g", "d_real", "d_fake")
+
+
+# One torch thread: these nets are tiny, and two threads fighting other processes for two cores spin-wait.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    """One MLflow store for the module (creating a sqlite store costs seconds)."""
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{db}", **ONE_THREAD}
+
+
+def workdir(path: Path, overrides: dict | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(path / "params.yaml", {**TINY, **(overrides or {})})
+    return path
+
+
+def train_cli(cwd: Path, data: Path, env: dict) -> subprocess.CompletedProcess:
+    return run_stage("train", "--params", "params.yaml", "--data", str(data), cwd=cwd, env=env)
+
+
+def run_of(cwd: Path, env: dict):
+    run_id = json.loads((cwd / "results/train/run.json").read_text())["run_id"]
+    return MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id)
+
+
+def losses(cwd: Path) -> list[list[str]]:
+    rows = [line.split("\t") for line in (cwd / "results/train/losses.tsv").read_text().splitlines()]
+    keep = [rows[0].index(c) for c in LOSS_COLUMNS]  # img_per_s is a measurement, not a result
+    return [[row[i] for i in keep] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_mnist_dir, store) -> Path:
+    """An uninterrupted run in a git checkout (so the run is tagged with its commit)."""
+    cwd = make_project(tmp_path_factory.mktemp("reference"), TINY)
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 0, proc.stderr
+    return cwd
+
+
+def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
+    G, meta = load_generator(reference / "models/generator.pt")
+    assert meta["weights"] == "G_ema" and meta["step"] == STEPS and G.config()["z_dim"] == 32
+    assert G(torch.randn(4, 32)).shape == (4, 1, 28, 28)
+    rows = losses(reference)
+    assert rows[0] == list(LOSS_COLUMNS) and [int(r[0]) for r in rows[1:]] == list(range(10, STEPS + 1, 10))
+    assert Image.open(reference / "results/train/samples.png").size == (8 * 30 + 2, 8 * 30 + 2)  # 8x8 grid
+
+    run = run_of(reference, store)
+    client = MlflowClient(store["MLFLOW_TRACKING_URI"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == "0.0002" and run.data.params["train.ema.decay"] == "0.999"
+    assert run.data.params["base.dataset"] == "mnist"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=reference, capture_output=True, text=True).stdout
+    assert run.data.tags["git_commit"] == head.strip() and run.data.tags["git_dirty"] == "false"
+    assert run.data.tags["dataset_hash"] == content_hash(load_info(tiny_mnist_dir))
+    assert len(run.data.tags["params_hash"]) == 16
+    loss_d = client.get_metric_history(run.info.run_id, "loss_d")
+    assert sorted(m.step for m in loss_d) == list(range(10, STEPS + 1, 10))
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "kimg")][-1] == STEPS * 32 / 1000
+    images = [f.path for f in client.list_artifacts(run.info.run_id, "images")]
+    steps = {int(p.split("+step+")[1].split("+")[0]) for p in images if "samples_fixed_z+step+" in p}
+    assert steps == {40, 80, 120}
+
+
+def start_and_signal_after_checkpoint(cwd: Path, data: Path, env: dict, sig: signal.Signals) -> int:
+    """Run the stage, send `sig` as soon as it writes a (new) checkpoint; returns the exit code."""
+    ckpt = cwd / "checkpoints/train.pt"
+    before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/train.py"), "--data", str(data)], cwd=cwd,
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if ckpt.exists() and ckpt.stat().st_mtime_ns != before:
+            break
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    return proc.wait()
+
+
+def test_interrupt_then_kill_then_rerun_resumes_to_identical_weights(reference, tmp_path, tiny_mnist_dir,
+                                                                      store):
+    cwd = workdir(tmp_path / "interrupted")
+    ckpt = cwd / "checkpoints/train.pt"
+    # Ctrl-C: exit 130, the MLflow run is marked KILLED, the checkpoint stays
+    assert start_and_signal_after_checkpoint(cwd, tiny_mnist_dir, store, signal.SIGINT) == 130
+    first_stop = load_torch(ckpt)["step"]
+    assert 0 < first_stop < STEPS and run_of(cwd, store).info.status == "KILLED"
+    run_id = run_of(cwd, store).info.run_id
+    # kill -9 of the resumed run, after its next checkpoint: no chance to clean up, like a power cut
+    assert start_and_signal_after_checkpoint(cwd, tiny_mnist_dir, store, signal.SIGKILL) == -signal.SIGKILL
+    killed_at = load_torch(ckpt)["step"]
+    assert first_stop < killed_at < STEPS
+
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 0, proc.stderr
+    assert f"resuming from checkpoint checkpoints/train.pt at step {killed_at}" in proc.stdout
+    run = run_of(cwd, store)
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"  # one MLflow run, continued twice
+
+    final, expected = load_torch(cwd / "models/generator.pt"), load_torch(reference / "models/generator.pt")
+    assert all(torch.equal(final["state_dict"][k], v) for k, v in expected["state_dict"].items())
+    final, expected = load_torch(ckpt), load_torch(reference / "checkpoints/train.pt")
+    for net in ("G", "D", "G_ema"):
+        assert all(torch.equal(final[net][k], v) for k, v in expected[net].items())
+    assert losses(cwd) == losses(reference)
+
+
+def test_divergence_exits_nonzero_and_fails_the_run(tmp_path, tiny_mnist_dir, store):
+    cwd = workdir(tmp_path, {"train.lr": 3e8, "train.ckpt_every": 1})
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: training diverged at step ") and "Traceback" not in proc.stderr
+    assert run_of(cwd, store).info.status == "FAILED"
+    assert not (cwd / "models/generator.pt").exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"train.device": "cuda"}, "no CUDA GPU is visible"),
+    ({"train.loss": "wgan"}, "train.loss"),
+])
+def test_bad_device_or_params_exit_2_before_any_work(tmp_path, tiny_mnist_dir, store, overrides, message):
+    if overrides.get("train.device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cwd = workdir(tmp_path, overrides)
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (cwd / "results").exists() and not (cwd / "checkpoints").exists()
+
+
+def test_dvc_exp_run_temp_logs_to_the_workspace_store(tmp_path, mnist_dir):
+    # the dvc-run stages use the default store, <project root>/mlflow.db: no MLFLOW_TRACKING_URI here
+    env = {"MLFLOW_TRACKING_URI": "", **ONE_THREAD}
+    project = make_project(tmp_path / "project", {**TINY, "train.kimg": 0.32, "train.image_every": 5})
+    proc = dvc("repro", "train", cwd=project, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = dvc("exp", "run", "--temp", "-n", "temp-exp", "-S", "train.lr=0.0003", "train", cwd=project,
+               env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ganforge").experiment_id])
+    by_exp = {r.data.tags.get("dvc_exp_name"): r for r in runs}
+    assert len(runs) == 2 and set(by_exp) == {None, "temp-exp"}
+    exp_run = by_exp["temp-exp"]
+    assert exp_run.data.params["train.lr"] == "0.0003" and exp_run.info.status == "FINISHED"
+    for run in runs:  # the images of both runs are in the workspace's artifact store
+        assert client.list_artifacts(run.info.run_id, "images")
+        assert str(project / "mlartifacts") in run.info.artifact_uri
+    assert not list((project / ".dvc").rglob("mlflow.db"))
