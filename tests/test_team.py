@@ -1,0 +1,179 @@
+"""Team tracking server: `make mlflow-server`, `make ui` (read-only) and `make compare`, for real.
+
+The server runs on a free loopback port with its store in tmp_path (the Makefile's MLFLOW_STORE and
+ARTIFACTS variables); clients reach it over HTTP exactly as a teammate would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from ganforge import tracking
+from ganforge.nets import Generator, init_dcgan_weights, save_generator
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def make_server(store: Path, target: str = "mlflow-server", timeout: float = 120):
+    """Run `make <target>` (mlflow-server or ui) on a free port with its store in `store`; yields the URL.
+
+    `-o install` uses the environment as it is (the suite runs after `make install`).
+    """
+    port = free_port()
+    port_var = "MLFLOW_UI_PORT" if target == "ui" else "MLFLOW_PORT"
+    log = open(store / f"{target}.log", "w")  # noqa: SIM115 (closed below)
+    cmd = ["make", "-s", "-C", str(ROOT), "-o", "install", target, f"{port_var}={port}",
+           f"MLFLOW_STORE={store / 'mlflow.db'}", f"ARTIFACTS={store / 'mlartifacts'}"]
+    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`make {target}` did not come up: {Path(log.name).read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        # make, mlflow and its uvicorn workers share the session we started: end them together
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store = tmp_path_factory.mktemp("team-store")
+    with make_server(store) as url:
+        old = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = url
+        try:
+            yield {"url": url, "store": store}
+        finally:
+            if old is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture(scope="module")
+def team_runs(server, tmp_path_factory):
+    """Three runs logged through the server: two evaluated (fid_ratio 1.8 and 1.2), one not; the first two
+    register their generator and go through promote_if_better."""
+    root = tmp_path_factory.mktemp("team-project")
+    runs = []
+    for i, ratio in enumerate((1.8, 1.2, None)):
+        run = tracking.Run.start("team-test", {"base": {"dataset": "mnist"}, "train": {"lr": 10.0 ** -(i + 3),
+                                 "loss": "ns"}}, root=root)
+        run.log_metrics({"loss_d": 1.0 - i / 10}, step=1)
+        if ratio is not None:
+            torch_seed_path = root / f"g{i}.pt"
+            import torch
+
+            torch.manual_seed(i)
+            G = Generator(z_dim=16, g_channels=8)
+            init_dcgan_weights(G)
+            save_generator(torch_seed_path, G)
+            version = tracking.log_generator_model(run, torch_seed_path, "mnist")
+            run.log_metrics({"fid_ratio": ratio, "fid": ratio * 10})
+            tracking.promote_if_better(run, "mnist", version, ratio, root=root)
+        run.finish()
+        runs.append(run)
+    return runs
+
+
+def test_server_keeps_runs_models_and_artifacts_in_the_project_store(server, team_runs, tmp_path):
+    from mlflow import MlflowClient
+
+    c = MlflowClient(server["url"])
+    exp = c.get_experiment_by_name("team-test")
+    assert len(c.search_runs([exp.experiment_id])) == 3
+    history = c.get_metric_history(team_runs[0].run_id, "loss_d")
+    assert [m.value for m in history] == [1.0]
+    # the second generator (fid_ratio 1.2) beat the first: it is the champion
+    assert int(c.get_model_version_by_alias("ganforge-mnist", "champion").version) == 2
+    # artifacts went through the server's proxy into ARTIFACTS (the project's mlartifacts/)
+    models = list((server["store"] / "mlartifacts").rglob("MLmodel"))
+    assert len(models) == 2 and all((m.parent / "code" / "ganforge" / "nets").is_dir() for m in models)
+    # and a teammate's fresh process loads the champion from the server alone
+    code = textwrap.dedent("""
+        import mlflow
+        x = mlflow.pyfunc.load_model("models:/ganforge-mnist@champion").predict({"count": 2, "seed": 0})
+        print(x.shape, x.dtype)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": server["url"]})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "(2, 28, 28, 1) uint8"
+
+
+def test_make_compare_lists_runs_best_fid_ratio_first(server, team_runs):
+    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", "install", "compare",
+                           "ARGS=--experiment team-test --metric fid_ratio --metric fid"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if any(r.run_id in line for r in team_runs)]
+    assert [next(r.run_id for r in team_runs if r.run_id in line) for line in rows] == \
+        [team_runs[1].run_id, team_runs[0].run_id, team_runs[2].run_id]  # 1.2, 1.8, not evaluated
+    assert "train.lr" in proc.stdout and "fid_ratio" in proc.stdout and "1.2" in rows[0]
+    assert rows[2].rstrip("│ ").endswith("-")  # no metrics: dashes, listed last
+
+
+def post(url: str, path: str, body: dict) -> tuple[int, str]:
+    """One REST call, no retries (the client would retry a 503 for minutes)."""
+    req = urllib.request.Request(url + "/api/2.0/mlflow/" + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_make_ui_opens_the_same_store_read_only(server, team_runs):
+    from mlflow import MlflowClient
+
+    with make_server(server["store"], target="ui") as ui_url:
+        c = MlflowClient(ui_url)
+        exp = c.get_experiment_by_name("team-test")
+        runs = c.search_runs([exp.experiment_id])
+        assert {r.info.run_id for r in runs} == {r.run_id for r in team_runs}
+        # writes reach SQLite, which refuses them: mlflow answers 503 "attempt to write a readonly database"
+        status, text = post(ui_url, "runs/set-tag", {"run_id": team_runs[0].run_id, "key": "x", "value": "y"})
+        assert status == 503 and "readonly database" in text
+        status, text = post(ui_url, "experiments/create", {"name": "not-allowed"})
+        assert status == 503 and "readonly database" in text
+    assert "x" not in MlflowClient(server["url"]).get_run(team_runs[0].run_id).data.tags
