@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_team import make_server
 
 from conftest import ROOT, dvc, make_project, set_params
-from test_team import make_server
 
 STAGES = ("download", "evaluator", "train", "sample", "evaluate")
 pytestmark = pytest.mark.skipif(
@@ -73,8 +73,8 @@ def team(tmp_path_factory):
         assert dvc("remote", "add", "-d", "shared", str(base / "remote"), cwd=project).returncode == 0
         git("add", "-A", cwd=project)
         git("commit", "-qm", "project with a remote", cwd=project)
-        yield {"base": base, "url": url, "project": project, "env": {"MLFLOW_TRACKING_URI": url, **ONE_THREAD},
-               "client": MlflowClient(url)}
+        env = {"MLFLOW_TRACKING_URI": url, **ONE_THREAD}
+        yield {"base": base, "url": url, "project": project, "env": env, "client": MlflowClient(url)}
 
 
 def stages_run(report: str) -> set[str]:
