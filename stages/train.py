@@ -40,7 +40,7 @@ def main(
         from ganforge.data.prepared import content_hash, load_info, load_split
         from ganforge.io import atomic_write_bytes, atomic_write_text
         from ganforge.nets import save_generator
-        from ganforge.tracking import Run
+        from ganforge.tracking import Run, params_hash
         from ganforge.train import train, trajectory_config
         from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
@@ -50,13 +50,21 @@ def main(
                     ema_decay=t.ema.decay, **t.model_dump(exclude={"device", "ema"}))
         ckpt_path = checkpoints / CHECKPOINT_FILE
         ckpt = load_checkpoint(ckpt_path, trajectory_config(args))
-        run_id = ckpt["meta"].get("mlflow_run_id") if ckpt else None
-        run = Run.resume(run_id) if run_id else None
-        if run_id and run is None:
-            print(f"MLflow run {run_id} of the checkpoint is not in the store; logging to a new run")
+        # Continue the checkpoint's MLflow run only if its logged params still hold (MLflow params are
+        # immutable: a longer kimg continues the weights but gets a run of its own).
+        run_params = {"base": p.base.model_dump(), "train": t.model_dump()}
+        meta = {"params_hash": params_hash(run_params)}
+        old_id = ckpt["meta"].get("mlflow_run_id") if ckpt else None
+        same = ckpt is not None and ckpt["meta"].get("params_hash") == meta["params_hash"]
+        run = Run.resume(old_id) if old_id and same else None
+        if old_id and run is None:
+            print(f"logging to a new MLflow run (the checkpoint's run {old_id} is gone or had other params)")
         if run is None:
-            run = Run.start("ganforge", {"base": p.base.model_dump(), "train": t.model_dump()},
-                            tags={"dataset": p.base.dataset, "dataset_hash": data_hash})
+            tags = {"dataset": p.base.dataset, "dataset_hash": data_hash}
+            if old_id:
+                tags["continues_run"] = old_id
+            run = Run.start("ganforge", run_params, tags=tags)
+        meta["mlflow_run_id"] = run.run_id
         print(f"device {device}, {len(x_train)} train images, MLflow run {run.run_id} "
               f"in {run.client.tracking_uri}")
         run.write_json(results / "run.json")
@@ -66,11 +74,12 @@ def main(
             if not sys.stderr.isatty():  # no live progress bar: leave one line per report in the log
                 print(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
 
+        def log_grid(step: int, grid) -> None:
+            run.log_image(grid, key="samples_fixed_z", step=step)
+
         try:
-            result = train(x_train, **args, checkpoint_path=ckpt_path, resume=ckpt,
-                           checkpoint_meta={"mlflow_run_id": run.run_id}, log=log,
-                           progress=sys.stderr.isatty(),  # else the log lines above report progress
-                           log_grid=lambda step, grid: run.log_image(grid, key="samples_fixed_z", step=step))
+            result = train(x_train, **args, checkpoint_path=ckpt_path, resume=ckpt, checkpoint_meta=meta,
+                           log=log, log_grid=log_grid, progress=sys.stderr.isatty())
         except KeyboardInterrupt:
             run.finish("KILLED")
             raise

@@ -36,10 +36,22 @@ STATS = ("loss_d", "loss_g", "d_real", "d_fake")  # summed on the device, averag
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 
 
+def code_fingerprint() -> str:
+    """Hash of the code that defines the trajectory (losses, nets, train/). A checkpoint written by other
+    code is not resumed: after a fix to the loss, `dvc repro` must not quietly continue the old run."""
+    package = Path(__file__).resolve().parents[1]  # src/ganforge
+    files = [package / "losses.py", *sorted(package.glob("nets/*.py")), *sorted(package.glob("train/*.py"))]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.relative_to(package)}\n".encode() + f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def trajectory_config(args: dict) -> dict:
-    """The part of train()'s arguments a checkpoint must match to be resumed (device as its type)."""
+    """What a checkpoint must match to be resumed: the trajectory arguments of train() and the code."""
     config = {k: args[k] for k in TRAJECTORY_KEYS}
     config["device"] = torch.device(config["device"]).type
+    config["code"] = code_fingerprint()
     return config
 
 
