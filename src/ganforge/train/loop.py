@@ -2,7 +2,7 @@
 
 The GAN maths lives in ganforge.losses; this file builds the networks, keeps the data on the device, steps
 the two phases, and reports. The step itself (`train_step`) is written so that it could be captured as a
-CUDA graph (ganforge.train.fast, later): no host reads inside it, batches and z are drawn on the device
+CUDA graph (ganforge.train.fast): no host reads inside it, batches and z are drawn on the device
 from explicit torch.Generators, the step counter and the running loss sums are device tensors.
 The host reads the device only at sync points: every log_every / image_every / ckpt_every steps.
 """
@@ -27,6 +27,7 @@ from ganforge.losses import GANLoss
 from ganforge.nets import Discriminator, Generator, init_dcgan_weights
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
 from ganforge.train.ema import make_ema, update_ema
+from ganforge.train.fast import FastPath
 
 # The arguments that determine the training trajectory: a checkpoint is resumed only when all of them
 # match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals.
@@ -87,7 +88,7 @@ def train(
     ema_enabled: bool,  # keep G_ema, the moving average of G's weights
     ema_decay: float,  # its per-step decay (after a warm-up, see ema.py)
     device: str | torch.device,  # a resolved device (ganforge.io.resolve_device)
-    fast: str,  # auto | off: CUDA-graph fast path on CUDA (not in this version: eager everywhere)
+    fast: str,  # auto | off: on CUDA, auto = bf16 + channels_last + fused Adam + CUDA graph (fast.py)
     log_every: int,  # steps between stats reports (each one host sync)
     image_every: int,  # steps between fixed-z grids
     ckpt_every: int,  # steps between checkpoints
@@ -112,9 +113,11 @@ def train(
     init_dcgan_weights(G)
     init_dcgan_weights(D)
     G, D = G.to(dev).train(), D.to(dev).train()
+    fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
+    fast_path.prepare(G, D)  # channels_last on the fast path (before G_ema copies G's layout)
     G_ema = make_ema(G) if ema_enabled else None
-    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2))
-    opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2))
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
     loss_fn = GANLoss(loss)
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
@@ -136,17 +139,20 @@ def train(
         idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
         x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [B, C, H, W] -> float in [-1, 1]
         z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
-        x_fake = G(z)  # [B, C, H, W]; one G forward serves both phases
+        with fast_path.autocast():  # bf16 forward passes on the fast path (fp32 weights); else no-op
+            x_fake = G(z)  # [B, C, H, W]; one G forward serves both phases
 
         # D phase: descend L_d on real and (detached) fake images.
-        loss_d, d_stats = loss_fn.d_loss(D, x_real, x_fake.detach())
+        with fast_path.autocast():
+            loss_d, d_stats = loss_fn.d_loss(D, x_real, x_fake.detach())
         opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_D.step()
 
         # G phase: through the updated D; D is frozen so this backward computes no D gradients.
         D.requires_grad_(False)
-        loss_g = loss_fn.g_loss(D, x_fake)
+        with fast_path.autocast():
+            loss_g = loss_fn.g_loss(D, x_fake)
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()
@@ -163,8 +169,8 @@ def train(
         newly_bad = (first_bad[0] < 0) & ~torch.isfinite(watch).all()
         first_bad.copy_(torch.where(newly_bad, watch, first_bad))
 
-    # Where issue 5's fast path plugs in: on CUDA with fast == "auto" it replays train_step as a CUDA graph.
-    step_fn = train_step
+    # On the fast path train_step is replayed as a CUDA graph (after eager warm-up steps); else it is itself.
+    step_fn = fast_path.step(train_step, generators.values(), (G, D))
 
     @torch.no_grad()
     def fixed_z_grid() -> np.ndarray:
