@@ -43,9 +43,10 @@ class Download(Section):
 
 class Evaluator(Section):
     device: Device = "auto"
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(4, ge=1)
     batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    feature_dim: int = Field(128, ge=2)
     floor_n: int = Field(10000, ge=10)
 
 

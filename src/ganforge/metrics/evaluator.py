@@ -1,0 +1,155 @@
+"""The domain judge: a small CNN classifier trained on the real training split.
+
+Its penultimate layer (feature_dim wide, after ReLU) is the feature space of FID/KID/PRDC, its softmax the
+p(y|x) of the classifier score: the offline stand-in for Inception-v3, which cannot be downloaded here.
+Strided convolutions instead of conv + max-pool: a third of the compute for the same MNIST accuracy, which
+keeps the evaluator stage near a minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.errors import GanforgeError
+from ganforge.io import atomic_torch_save, load_torch
+
+EVALUATOR_FORMAT = "ganforge.evaluator/1"
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, C, H, W] -> float [B, C, H, W] in [-1, 1], the generator's output range."""
+    return images.float() / 127.5 - 1
+
+
+class Evaluator(nn.Module):
+    def config(self) -> dict:
+        return {"channels": self.channels, "resolution": self.resolution, "num_classes": self.num_classes,
+                "feature_dim": self.feature_dim}
+
+    def __init__(self, channels: int = 1, resolution: int = 28, num_classes: int = 10,
+                 feature_dim: int = 128):
+        super().__init__()
+        self.channels, self.resolution = channels, resolution
+        self.num_classes, self.feature_dim = num_classes, feature_dim
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, 32, 5, 2, 2, bias=False), nn.BatchNorm2d(32), nn.ReLU(True),  # R -> R/2
+            nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),  # -> R/4 (7 for 28)
+        ]
+        size = -(-resolution // 4)
+        while size > 8:  # larger images (CIFAR 32 -> 8, folder 64 -> 8): halve until at most 8x8
+            layers += [nn.Conv2d(64, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True)]
+            size = -(-size // 2)
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.embed = nn.Sequential(nn.Linear(64 * size * size, feature_dim), nn.ReLU(True))
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, C, R, R] in [-1, 1] -> [B, feature_dim]
+        return self.embed(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))  # logits [B, num_classes]
+
+
+def train_evaluator(
+    images: np.ndarray,      # uint8 [N, C, H, W], the real training split
+    labels: np.ndarray,      # int64 [N]
+    num_classes: int,        # K: width of the classifier head
+    feature_dim: int,        # width of the penultimate layer = the feature space of the metrics
+    epochs: int,             # passes over the training split
+    batch_size: int,
+    lr: float,               # peak learning rate of Adam under a one-cycle schedule
+    seed: int,               # initial weights, batch order: same seed + data + device -> same network
+    device: torch.device,
+    progress: bool = True,   # a rich progress bar over the steps
+) -> Evaluator:
+    torch.manual_seed(seed)
+    net = Evaluator(images.shape[1], images.shape[2], num_classes, feature_dim).to(device)
+    x_all = torch.from_numpy(images).to(device)  # uint8 [N, C, H, W]: 47 MB for MNIST, fits any device
+    y_all = torch.from_numpy(labels).to(device)
+    steps_per_epoch = max(len(x_all) // batch_size, 1)  # drop the ragged last batch (BatchNorm statistics)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                pct_start=0.2)
+    order = torch.Generator().manual_seed(seed)  # CPU generator: the batch order does not depend on device
+    net.train()
+    with _progress(progress, "evaluator", epochs * steps_per_epoch) as advance:
+        for _ in range(epochs):
+            perm = torch.randperm(len(x_all), generator=order).to(device)
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size : (i + 1) * batch_size]
+                loss = F.cross_entropy(net(to_float(x_all[idx])), y_all[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                advance()
+    return net.eval()
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """What the metrics see of one image set."""
+
+    features: np.ndarray  # float32 [N, feature_dim], penultimate activations
+    probs: np.ndarray     # float32 [N, K], softmax of the classifier head
+
+
+@torch.no_grad()
+def extract(net: Evaluator, images: np.ndarray, device: torch.device, batch_size: int = 1000) -> FeatureSet:
+    """uint8 images [N, C, H, W] -> their features and class probabilities (net in eval mode)."""
+    if tuple(images.shape[1:]) != (net.channels, net.resolution, net.resolution):
+        raise GanforgeError(f"images of shape {list(images.shape[1:])} do not match the evaluator, which was "
+                            f"trained on {[net.channels, net.resolution, net.resolution]}")
+    net.eval()
+    feats, probs = [], []
+    for lo in range(0, len(images), batch_size):
+        x = to_float(torch.from_numpy(images[lo : lo + batch_size]).to(device))
+        f = net.features(x)  # [B, F]
+        feats.append(f.float().cpu())
+        probs.append(torch.softmax(net.head(f).float(), dim=1).cpu())
+    return FeatureSet(torch.cat(feats).numpy(), torch.cat(probs).numpy())
+
+
+def accuracy(fs: FeatureSet, labels: np.ndarray) -> float:
+    return float((fs.probs.argmax(axis=1) == labels).mean())
+
+
+def save_evaluator(path: str | Path, net: Evaluator, meta: dict | None = None) -> Path:
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    return atomic_torch_save(path, {"format": EVALUATOR_FORMAT, "config": net.config(), "state_dict": state,
+                                    "meta": dict(meta or {})})
+
+
+def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> tuple[Evaluator, dict]:
+    blob = load_torch(path)
+    if not isinstance(blob, dict) or blob.get("format") != EVALUATOR_FORMAT:
+        raise GanforgeError(f"{path} is not a ganforge evaluator file (expected format {EVALUATOR_FORMAT}); "
+                            "rerun the evaluator stage: dvc repro evaluator")
+    net = Evaluator(**blob["config"])
+    net.load_state_dict(blob["state_dict"])
+    return net.to(device).eval(), dict(blob.get("meta", {}))
+
+
+def _progress(enabled: bool, what: str, total: int):
+    """A context manager yielding advance(): a transient rich bar, or a no-op when disabled."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(lambda: None)
+
+    @contextlib.contextmanager
+    def bar():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as p:
+            task = p.add_task(what, total=total)
+            yield lambda: p.advance(task)
+
+    return bar()

@@ -1,0 +1,159 @@
+"""The metric registry and the two jobs built on it: the evaluator stage's reference + real-data floor,
+and the evaluate stage's measurement of generated images. Both compare a set against the same cached
+reference (the real test split) with the same settings, so a generated number and its floor are
+directly comparable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.errors import ConfigError, GanforgeError
+from ganforge.io import atomic_save_npz
+from ganforge.metrics.classes import class_histogram, class_metrics
+from ganforge.metrics.evaluator import Evaluator, FeatureSet, accuracy, extract, train_evaluator
+from ganforge.metrics.fid import feature_stats, fid_from_stats
+from ganforge.metrics.kid import kid
+from ganforge.metrics.prdc import prdc
+
+
+@dataclass(frozen=True)
+class Reference(FeatureSet):
+    """The real test split in feature space, computed once by the evaluator stage (reference.npz)."""
+
+    mu: np.ndarray          # float64 [F]
+    sigma: np.ndarray       # float64 [F, F]
+    class_hist: np.ndarray  # float64 [K], share of each predicted class
+
+    @classmethod
+    def of(cls, fs: FeatureSet) -> Reference:
+        mu, sigma = feature_stats(fs.features)
+        return cls(fs.features, fs.probs, mu, sigma, class_histogram(fs.probs))
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_save_npz(path, features=self.features, probs=self.probs, mu=self.mu, sigma=self.sigma,
+                               class_hist=self.class_hist)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Reference:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(*(z[k] for k in ("features", "probs", "mu", "sigma", "class_hist")))
+        except FileNotFoundError:
+            raise GanforgeError(f"{path} not found: run the evaluator stage (dvc repro evaluator)") from None
+        except (OSError, ValueError, KeyError) as e:
+            raise GanforgeError(f"{path} is not an evaluator reference file ({e}); rerun the evaluator "
+                                "stage") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the metrics are computed: the evaluate section of params.yaml plus the seed of KID's subsets."""
+
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+    dc_k: int = 5
+    seed: int = 0
+    device: torch.device | str = "cpu"
+
+
+# Each metric: (reference, generated set, settings) -> {name: number}. Add one here and it appears in
+# metrics.json, the floor, MLflow and the report.
+Metric = Callable[[Reference, FeatureSet, Settings], dict]
+METRICS: dict[str, Metric] = {
+    "fid": lambda ref, fs, s: {"fid": fid_from_stats(ref.mu, ref.sigma, *feature_stats(fs.features))},
+    "kid": lambda ref, fs, s: kid(ref.features, fs.features, subsets=s.kid_subsets,
+                                  subset_size=s.kid_subset_size, seed=s.seed, device=s.device),
+    "prdc": lambda ref, fs, s: prdc(ref.features, fs.features, pr_k=s.pr_k, dc_k=s.dc_k, device=s.device),
+    "classes": lambda ref, fs, s: class_metrics(ref.class_hist, fs.probs),
+}
+
+
+def compute_metrics(ref: Reference, fs: FeatureSet, s: Settings, log: Callable[[str], None] | None = None
+                    ) -> dict:
+    """Every registered metric of `fs` against `ref`; `log` hears one line per metric with its time."""
+    n_min = min(len(ref.features), len(fs.features))
+    if s.kid_subset_size > n_min:  # checked up front: fail before the minute of other metrics, not after
+        raise ConfigError(f"evaluate.kid_subset_size ({s.kid_subset_size}) is larger than the sets it draws "
+                          f"from ({len(ref.features)} real, {len(fs.features)} compared): lower it")
+    out: dict = {"n": len(fs.features)}
+    for name, metric in METRICS.items():
+        t0 = time.perf_counter()
+        out.update(metric(ref, fs, s))
+        if log:
+            log(f"{name}: {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+@dataclass(frozen=True)
+class EvaluatorResult:
+    net: Evaluator
+    reference: Reference
+    metrics: dict  # accuracy, test_n, floor: {metric: value}
+
+
+def build_evaluator(
+    x_train: np.ndarray, y_train: np.ndarray,  # uint8 [N, C, H, W], int64 [N]: the real training split
+    x_test: np.ndarray, y_test: np.ndarray,    # the real test split: accuracy and the reference set
+    *,
+    epochs: int, batch_size: int, lr: float, feature_dim: int,  # the evaluator section of params.yaml
+    floor_n: int,          # real train images measured against the reference: the real-data floor
+    settings: Settings,    # the metric settings the evaluate stage uses, so the floor is comparable
+    device: torch.device,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> EvaluatorResult:
+    """Train the judge, cache the reference features of the test split, measure the real-data floor."""
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    if num_classes < 2:
+        raise GanforgeError("the evaluator needs labelled data with at least 2 classes; this dataset has one "
+                            "(a flat image folder): arrange the images in one sub-folder per class")
+    if floor_n > len(x_train):
+        raise ConfigError(f"evaluator.floor_n ({floor_n}) is larger than the training split "
+                          f"({len(x_train)} images): lower it")
+    net = train_evaluator(x_train, y_train, num_classes=num_classes, feature_dim=feature_dim, epochs=epochs,
+                          batch_size=batch_size, lr=lr, seed=settings.seed, device=device, progress=progress)
+    test = extract(net, x_test, device)
+    ref = Reference.of(test)
+    # the floor subset: a seeded choice, its own stream of base.seed (not the batch order's)
+    pick = np.random.default_rng([settings.seed, 1]).choice(len(x_train), floor_n, replace=False)
+    floor = compute_metrics(ref, extract(net, x_train[np.sort(pick)], device), settings, log)
+    return EvaluatorResult(net, ref, {"accuracy": accuracy(test, y_test), "test_n": len(x_test),
+                                      "floor": floor})
+
+
+def load_evaluator_metrics(path: str | Path) -> dict:
+    """results/evaluator/metrics.json: {'accuracy', 'test_n', 'floor': {metric: value}}."""
+    import json
+
+    try:
+        out = json.loads(Path(path).read_text())
+        if not isinstance(out.get("floor"), dict) or "fid" not in out["floor"]:
+            raise KeyError("floor.fid")
+        return out
+    except (OSError, ValueError, KeyError) as e:
+        raise GanforgeError(f"cannot read the real-data floor from {path} ({type(e).__name__}: {e}); rerun "
+                            "the evaluator stage (dvc repro evaluator)") from None
+
+
+def evaluate_images(images: np.ndarray, net: Evaluator, ref: Reference, floor: dict, s: Settings,
+                    log: Callable[[str], None] | None = None) -> tuple[dict, list[tuple[int, float, float]]]:
+    """Generated uint8 images [M, C, H, W] -> (metrics with fid_ratio, class histogram rows).
+
+    floor: the evaluator's real-data floor (its metrics.json 'floor'); fid_ratio = fid / floor fid.
+    Rows: (class, real share, generated share) for results/evaluate/class_hist.tsv.
+    """
+    fs = extract(net, images, torch.device(s.device))
+    out = compute_metrics(ref, fs, s, log)
+    floor_fid = float(floor["fid"])
+    out["fid_ratio"] = out["fid"] / floor_fid if floor_fid > 0 else float("inf")
+    gen = class_histogram(fs.probs)
+    rows = [(k, float(ref.class_hist[k]), float(gen[k])) for k in range(len(gen))]
+    return out, rows

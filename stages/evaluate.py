@@ -1,0 +1,87 @@
+"""DVC stage `evaluate`: measure the generated samples against the real test split in the judge's features."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ganforge.cli import user_errors
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file; reads base.seed, base.dataset and "
+                                "the evaluate section"),
+    data: Path = typer.Option(..., help="prepared data directory (real test images, for Inception FID)"),
+    samples: Path = typer.Option(Path("samples/images.npz"), help="generated images (sample stage)"),
+    evaluator: Path = typer.Option(Path("models/evaluator.pt"), help="the trained evaluator"),
+    evaluator_results: Path = typer.Option(Path("results/evaluator"), help="the evaluator stage's results: "
+                                           "reference.npz and metrics.json (the real-data floor)"),
+    run: Path = typer.Option(Path("results/train/run.json"), help="the training's MLflow run (metrics are "
+                             "logged there)"),
+    out: Path = typer.Option(Path("results/evaluate"), help="directory for metrics.json and class_hist.tsv"),
+) -> None:
+    """Compute FID, KID, precision/recall, density/coverage, classifier score, class-histogram KL and
+    classes covered of the samples against the real test split, fid_ratio = FID / the real-data floor's FID,
+    and (evaluate.inception: true) standard Inception FID. Writes OUT/metrics.json and OUT/class_hist.tsv
+    and logs everything to the training's MLflow run."""
+    with user_errors():
+        from ganforge.config import load_params
+        from ganforge.io import resolve_device
+
+        p = load_params(params)
+        ev = p.evaluate
+        device = resolve_device(ev.device)
+
+        from ganforge.io import atomic_write_json, atomic_write_text
+        from ganforge.metrics import (
+            Reference,
+            Settings,
+            evaluate_images,
+            load_evaluator,
+            load_evaluator_metrics,
+        )
+        from ganforge.metrics.inception import inception_fid, weights_path
+        from ganforge.sampling import load_images
+        from ganforge.tracking import Run, promote_if_better
+
+        weights = weights_path(ev.inception_weights) if ev.inception else None  # fail before any work
+        tracked = Run.attach(run)
+        t0 = time.perf_counter()
+        images = load_images(samples)
+        net, _ = load_evaluator(evaluator, device)
+        ref = Reference.load(evaluator_results / "reference.npz")
+        judge = load_evaluator_metrics(evaluator_results / "metrics.json")  # accuracy, floor
+        floor = judge["floor"]
+        if floor["n"] != len(images):
+            print(f"note: {len(images)} samples but the floor used {floor['n']} real images; FID depends on "
+                  "sample size, so set sample.n = evaluator.floor_n for a fair fid_ratio")
+        settings = Settings(kid_subsets=ev.kid_subsets, kid_subset_size=ev.kid_subset_size, pr_k=ev.pr_k,
+                            dc_k=ev.dc_k, seed=p.base.seed, device=device)
+        metrics, hist = evaluate_images(images, net, ref, floor, settings, log=lambda line: print(line))
+        if weights is not None:
+            from ganforge.data.prepared import load_split
+
+            metrics.update(inception_fid(load_split(data, "test")[0], images, weights, device))
+        seconds = time.perf_counter() - t0
+
+        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_text(out / "class_hist.tsv", "class\treal\tgenerated\n" + "".join(
+            f"{k}\t{real:.6f}\t{gen:.6f}\n" for k, real, gen in hist))
+        tracked.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()},
+                             "evaluator.accuracy": judge["accuracy"]})
+        for f in ("metrics.json", "class_hist.tsv"):
+            tracked.log_artifact(out / f, "evaluate")
+        decision = promote_if_better(tracked, p.base.dataset, None, metrics["fid_ratio"])
+        print(f"evaluate: {len(images)} samples in {seconds:.0f} s ({device}): fid {metrics['fid']:.4g} "
+              f"(ratio {metrics['fid_ratio']:.3g}), precision {metrics['precision']:.3f}, recall "
+              f"{metrics['recall']:.3f}, {metrics['classes_covered']} classes covered; registry: "
+              f"{decision['registry.decision']}")
+
+
+if __name__ == "__main__":
+    app()
