@@ -47,9 +47,10 @@ def main(
         )
         from ganforge.metrics.inception import inception_fid, weights_path
         from ganforge.sampling import load_images
-        from ganforge.tracking import Run, promote_if_better
 
         weights = weights_path(ev.inception_weights) if ev.inception else None  # fail before any work
+        from ganforge.tracking import Run, promote_if_better  # mlflow: seconds to import
+
         tracked = Run.attach(run)
         t0 = time.perf_counter()
         images = load_images(samples)

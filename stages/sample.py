@@ -34,10 +34,11 @@ def main(
         from ganforge.io import atomic_save_npz, atomic_write_bytes
         from ganforge.nets import load_generator
         from ganforge.sampling import generate, make_grid, png_bytes
-        from ganforge.tracking import Run
 
         G, meta = load_generator(model, device)
-        tracked = Run.attach(run)  # before the work: a missing run fails in a second, not after it
+        from ganforge.tracking import Run  # mlflow: seconds to import, so after the cheap checks
+
+        tracked = Run.attach(run)  # before the work: a missing run fails now, not after it
         images = generate(G, s.n, seed=p.base.seed, batch_size=s.batch_size, truncation=s.truncation,
                           device=device)  # uint8 [n, C, H, W]
         grid = make_grid(images[:100])

@@ -35,7 +35,7 @@ def class_metrics(real_hist: np.ndarray, probs: np.ndarray) -> dict:
     gen = class_histogram(probs)
     real = np.asarray(real_hist, dtype=np.float64)
     nz = gen > 0
-    kl = float(np.sum(gen[nz] * (np.log(gen[nz]) - np.log(real[nz] + _EPS))))  # KL(generated || real)
+    kl = float(np.sum(gen[nz] * (np.log(gen[nz]) - np.log(np.maximum(real[nz], _EPS)))))  # KL(generated || real)
     return {
         "classifier_score": classifier_score(probs),
         "class_kl": kl,
