@@ -1,0 +1,259 @@
+"""Training throughput: the project's train step against a loop written the way public DCGAN examples are.
+
+(a) project:   ganforge.train.train() itself, called as stages/train.py calls it: params.yaml's train section,
+               the data resident on the device, the fast path when train.fast is auto on CUDA. Without MLflow,
+               checkpoints and fixed-z grids (file and tracking I/O, which the reference does not do either).
+               Timed between two of its own stats reports: each report reads the device (a host sync), so
+               the time covers finished work, and warm-up (CUDA-graph capture included) is left out.
+(b) reference: the pytorch/examples DCGAN way: a torchvision-style Dataset (one PIL image per item ->
+               ToTensor -> Normalize), a shuffling DataLoader with worker processes, .to(device) per batch,
+               the same G, D, init, Adam and batch size, the non-saturating loss with separate backward
+               passes for real and fake, and .item() reads of the losses and D outputs every step.
+Both run in one process on one device. --rounds alternates (a) and (b) so that drifting machine load
+affects both alike; images/s are totals over the rounds. A benchmark, not a test: nothing here asserts speed.
+
+    python bench/throughput.py --steps 200 --out bench/throughput.json
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def kimg_for(steps: int, batch_size: int) -> float:
+    """The kimg for which train() runs exactly `steps` steps (it runs ceil(kimg * 1000 / batch_size))."""
+    kimg = steps * batch_size / 1000
+    while math.ceil(kimg * 1000 / batch_size) > steps:  # float rounding up by one ulp would add a step
+        kimg = math.nextafter(kimg, 0.0)
+    return kimg
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def project_run(x_train, train_args: dict, *, warmup: int, steps: int) -> dict:
+    """(a): one train() run of warm-up + timed steps; the window runs from report to report."""
+    from ganforge.train import train
+
+    every, batch = train_args["log_every"], train_args["batch_size"]
+    start = math.ceil(warmup / every) * every  # window ends are report steps
+    end = start + math.ceil(steps / every) * every
+    reports: list[tuple[int, float]] = []
+    train(x_train, **{**train_args, "kimg": kimg_for(end, batch)}, checkpoint_path=None, progress=False,
+          log=lambda step, stats: reports.append((step, time.perf_counter())), log_grid=None)
+    (s0, t0), (s1, t1) = next(r for r in reports if r[0] == start), reports[-1]
+    return {"steps": s1 - s0, "seconds": t1 - t0, "img_per_s": (s1 - s0) * batch / (t1 - t0)}
+
+
+def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels: int, batch_size: int,
+                  lr: float, beta1: float, beta2: float, device, workers: int, warmup: int,
+                  steps: int) -> dict:
+    """(b): the public-example loop. Returns the same fields as project_run."""
+    import torch
+    from PIL import Image
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    from ganforge.nets import Discriminator, Generator, init_dcgan_weights
+    from ganforge.train.loop import stream_seed
+
+    class ImageArrayDataset(Dataset):
+        """torchvision.datasets.MNIST's way: each item becomes a PIL image, then goes through transform."""
+
+        def __init__(self, images, transform):  # images: uint8 [N, C, H, W]
+            self.images, self.transform = images, transform
+
+        def __len__(self):
+            return len(self.images)
+
+        def __getitem__(self, i):
+            img = self.images[i]
+            pil = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+            return self.transform(pil), 0
+
+    n_data, channels, resolution, _ = x_train.shape
+    half = (0.5,) * channels
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(half, half)])  # -> [-1, 1]
+    loader = DataLoader(ImageArrayDataset(x_train, transform), batch_size=batch_size, shuffle=True,
+                        num_workers=workers, drop_last=True)
+
+    torch.manual_seed(stream_seed(seed, "init"))  # the same initial weights as the project's run
+    G = Generator(z_dim, channels, resolution, g_channels)
+    D = Discriminator(channels, resolution, d_channels)
+    init_dcgan_weights(G)
+    init_dcgan_weights(D)
+    G, D = G.to(device), D.to(device)
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2))
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2))
+    criterion = nn.BCEWithLogitsLoss()  # our D returns logits; the example's Sigmoid + BCELoss, stably
+
+    def batches():
+        while True:  # epoch after epoch, as `for epoch in range(n): for data in dataloader:` does
+            yield from loader
+
+    it = batches()
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            t0 = time.perf_counter()
+        real = next(it)[0].to(device)  # [B, C, H, W] in [-1, 1]
+        b = real.size(0)
+        # (1) update D: maximize log(D(x)) + log(1 - D(G(z)))
+        D.zero_grad()
+        label = torch.full((b,), 1.0, device=device)
+        output = D(real)
+        err_d_real = criterion(output, label)
+        err_d_real.backward()
+        d_x = output.sigmoid().mean().item()
+        noise = torch.randn(b, z_dim, device=device)
+        fake = G(noise)
+        label.fill_(0.0)
+        output = D(fake.detach())
+        err_d_fake = criterion(output, label)
+        err_d_fake.backward()
+        d_g_z1 = output.sigmoid().mean().item()
+        err_d = err_d_real + err_d_fake
+        opt_D.step()
+        # (2) update G: maximize log(D(G(z)))
+        G.zero_grad()
+        label.fill_(1.0)
+        output = D(fake)
+        err_g = criterion(output, label)
+        err_g.backward()
+        d_g_z2 = output.sigmoid().mean().item()
+        opt_G.step()
+        _stats = (err_d.item(), err_g.item(), d_x, d_g_z1, d_g_z2)  # what the example prints each step
+    sync(device)
+    seconds = time.perf_counter() - t0
+    return {"steps": steps, "seconds": seconds, "img_per_s": steps * batch_size / seconds}
+
+
+class _Collect(logging.Handler):
+    """Keeps the fast path's log lines (capture succeeded, or why it failed) for the report."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def totals(runs: list[dict]) -> dict:
+    steps, seconds = sum(r["steps"] for r in runs), sum(r["seconds"] for r in runs)
+    return {"steps": steps, "seconds": seconds, "img_per_s": None, "rounds": runs}
+
+
+@app.command()
+def main(
+    params: Path = typer.Option("params.yaml", help="params: networks, loss, batch, lr, log_every, fast"),
+    data: Path = typer.Option(None, help="prepared data directory [default: data/<base.dataset>]"),
+    device: str = typer.Option(None, help="auto | cpu | cuda | mps [default: params train.device]"),
+    fast: str = typer.Option(None, help="auto | off: the project's fast path [default: params train.fast]"),
+    steps: int = typer.Option(200, min=1, help="timed steps of the project's step (rounded up to log_every)"),
+    ref_steps: int = typer.Option(None, min=1, help="timed steps of the reference loop [default: --steps]"),
+    warmup: int = typer.Option(20, min=0, help="untimed steps before timing, in each run"),
+    rounds: int = typer.Option(1, min=1, help="alternate (a) and (b) this many times"),
+    workers: int = typer.Option(2, min=0, help="DataLoader workers of the reference (pytorch/examples: 2)"),
+    out: Path = typer.Option("bench/throughput.json", help="where the JSON report goes"),
+) -> None:
+    """Time the project's train step and the reference loop; print images/s and the ratio; write JSON."""
+    from ganforge.cli import user_errors
+
+    with user_errors():
+        from ganforge.config import load_params
+        from ganforge.data.prepared import load_split
+        from ganforge.errors import GanforgeError
+        from ganforge.io import atomic_write_json, resolve_device
+
+        p = load_params(params)
+        t = p.train
+        dev = resolve_device(device or t.device)
+        data = data or Path("data") / p.base.dataset
+        if not (data / "train.npz").exists():
+            raise GanforgeError(f"no prepared data in {data}: make it with "
+                                f"`PATH=.venv/bin:$PATH .venv/bin/dvc repro download` (or pass --data)")
+        x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
+        train_args = dict(seed=p.base.seed, data_hash="bench", device=dev, ema_enabled=t.ema.enabled,
+                          ema_decay=t.ema.decay, **t.model_dump(exclude={"device", "ema", "kimg"}))
+        if fast is not None:
+            train_args["fast"] = fast
+        net_args = {k: train_args[k] for k in ("seed", "z_dim", "g_channels", "d_channels", "batch_size",
+                                                 "lr", "beta1", "beta2")}
+
+        collect = _Collect()
+        fast_log = logging.getLogger("ganforge.train.fast")
+        fast_log.addHandler(collect)
+        fast_log.setLevel(logging.INFO)
+        print(f"device {dev}, {len(x_train)} train images of {x_train.shape[1:]}, batch {t.batch_size}, "
+              f"fast={train_args['fast']}, {rounds} round(s)", flush=True)
+        load_before = os.getloadavg()
+        project, reference = [], []
+        for r in range(1, rounds + 1):
+            project.append(project_run(x_train, train_args, warmup=warmup, steps=steps))
+            print(f"round {r}: project   {project[-1]['img_per_s']:10.1f} img/s "
+                  f"({project[-1]['steps']} steps)", flush=True)
+            reference.append(reference_run(x_train, **net_args, device=dev, workers=workers, warmup=warmup,
+                                           steps=ref_steps or steps))
+            print(f"round {r}: reference {reference[-1]['img_per_s']:10.1f} img/s "
+                  f"({reference[-1]['steps']} steps)", flush=True)
+        fast_log.removeHandler(collect)
+
+        result = {"project": totals(project), "reference": totals(reference)}
+        for part in result.values():
+            part["img_per_s"] = part["steps"] * t.batch_size / part["seconds"]
+        ratio = result["project"]["img_per_s"] / result["reference"]["img_per_s"]
+        report = {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "machine": machine(), "device": str(dev), "dataset": p.base.dataset, "n_train": len(x_train),
+            "batch_size": t.batch_size, "fast": train_args["fast"], "loss": t.loss, "log_every": t.log_every,
+            "warmup": warmup, "workers": workers,
+            "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+            "fast_path_log": collect.lines, **result, "ratio": ratio,
+        }
+        atomic_write_json(out, report)
+        for line in collect.lines:
+            print(line)
+        print(f"project   {result['project']['img_per_s']:10.1f} img/s\n"
+              f"reference {result['reference']['img_per_s']:10.1f} img/s\n"
+              f"ratio     {ratio:10.2f}x   (wrote {out})")
+
+
+if __name__ == "__main__":
+    app()
