@@ -20,6 +20,7 @@ import torch
 from ganforge import tracking
 from ganforge.errors import GanforgeError
 from ganforge.nets import Generator, init_dcgan_weights, load_generator, save_generator
+from ganforge.sampling import generate
 
 
 def make_generator(path, seed: int) -> str:
@@ -102,6 +103,9 @@ def test_pyfunc_requests(store):
     assert whole.shape == (3, 28, 28, 1) and whole.dtype == np.uint8
     assert np.array_equal(whole, split)
     assert whole.min() < whole.max()  # real images, not a constant fill
+    # the sample stage's images for the same seeds, channels last
+    G, _ = load_generator(store["root"] / "g0.pt")
+    assert np.array_equal(whole, generate(G, 3, seed=10, batch_size=2).transpose(0, 2, 3, 1))
     with pytest.raises(Exception, match="count"):
         m.predict({"count": 0, "seed": 1})
     with pytest.raises(GanforgeError, match="unconditional"):

@@ -5,9 +5,9 @@ the last: pytest runs them in file order):
   1. scripts/retrain.sh in a fresh project with a local DVC remote: the whole pipeline, one MLflow run
      with everything in it, version 1 registered and champion;
   2. a fresh clone of that commit: retrain.sh trains nothing (cache) and reports no diff; a params change
-     retrains, the report shows the metric diff, the champion is the better version and loads in a
-     fresh process from the server;
-  3. `dvc exp run --queue` x3 and `dvc queue start -j 2`: every experiment gets its own run, none lost, no
+     retrains, the report shows the metric diff, and the champion is the better of the two versions
+     (tests/test_team.py and tests/test_registry.py load a champion in a fresh process);
+  3. `dvc exp run --queue` x2 and `dvc queue start -j 2`: every experiment gets its own run, none lost, no
      "database is locked".
 """
 
@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -43,7 +42,7 @@ TINY = {
     "sample.n": 500, "sample.batch_size": 250, "sample.device": "cpu",
     "evaluate.device": "cpu", "evaluate.kid_subsets": 10, "evaluate.kid_subset_size": 100,
 }
-QUEUED_LRS = ("0.0001", "0.0003", "0.001")
+QUEUED_LRS = ("0.0001", "0.0005")  # two at once with -j 2: concurrent writes to the server
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny nets: two threads per process only fight over two cores
 
 
@@ -98,10 +97,10 @@ def test_retrain_runs_the_pipeline_into_the_server(team):
     assert len(c.get_metric_history(run.info.run_id, "loss_d")) > 1
     # per-step fixed-z grids (mlflow.log_image with key and step) and the final sample grid
     images = [f.path for f in c.list_artifacts(run.info.run_id, "images")]
-    steps = {m.group(1) for p in images if (m := re.search(r"samples_fixed_z%step%(\d+)", p))}
+    steps = {m.group(1) for p in images if (m := re.search(r"samples_fixed_z[+%]step[+%](\d+)", p))}
     assert len(steps) > 1, images
     names = [f.path for f in c.list_artifacts(run.info.run_id)]
-    assert any("grid" in n for n in names), names
+    assert "samples_final.png" in names, names  # the sample stage's grid
     metrics = json.loads((team["project"] / "results/evaluate/metrics.json").read_text())
     assert run.data.metrics["fid_ratio"] == pytest.approx(metrics["fid_ratio"])
     assert run.data.metrics["fid_ratio"] > 1  # 10 steps of training: far from the real-data floor
@@ -138,16 +137,6 @@ def test_fresh_clone_hits_the_cache_then_a_params_change_retrains(team):
     best = min(ratio, key=ratio.get)
     champion = team["client"].get_model_version_by_alias("ganforge-mnist", "champion")
     assert int(champion.version) == best  # a worse retrain left the alias where it was
-
-    code = textwrap.dedent("""
-        import mlflow
-        x = mlflow.pyfunc.load_model("models:/ganforge-mnist@champion").predict({"count": 3, "seed": 1})
-        print(x.shape, x.dtype)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=team["base"], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **env})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == "(3, 28, 28, 1) uint8"
 
 
 def test_queued_experiments_each_get_a_run(team):

@@ -277,13 +277,16 @@ def _isnan(x) -> bool:
 
 
 def generate_images(G, seed: int, count: int, classes=None, batch_size: int = 256):
-    """Images seed .. seed+count-1 from G (eval mode) as numpy uint8 [count, H, W, C].
+    """Images seed .. seed+count-1 from G (eval mode) as numpy uint8 [count, H, W, C] (channels last).
 
-    One seed per image: z_i = randn(z_dim) from a CPU torch.Generator seeded with seed + i, so the result
-    does not depend on batch size or device.
+    The sample stage's convention (ganforge.sampling): image i comes from z seeded with seed + i, so the
+    result does not depend on batch size, and predict({"count": n, "seed": s}) gives the sample stage's
+    images. `classes` is for conditional generators (G.num_classes > 0): one class, or one per image.
     """
     import numpy as np
     import torch
+
+    from ganforge.sampling import latents, to_uint8
 
     device = next(G.parameters()).device
     num_classes = getattr(G, "num_classes", 0)
@@ -299,12 +302,10 @@ def generate_images(G, seed: int, count: int, classes=None, batch_size: int = 25
     out = []
     with torch.no_grad():
         for lo in range(0, count, batch_size):
-            seeds = range(seed + lo, seed + min(count, lo + batch_size))
-            z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-            z = z.to(device)  # [B, z_dim]
-            x = G(z) if y is None else G(z, y[lo : lo + len(seeds)].to(device))  # [B, C, H, W] in [-1, 1]
-            x = ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            out.append(x.permute(0, 2, 3, 1).cpu().numpy())  # [B, H, W, C]
+            n = min(batch_size, count - lo)
+            z = latents(seed + lo, n, G.z_dim).to(device)  # [B, z_dim]
+            x = G(z) if y is None else G(z, y[lo : lo + n].to(device))  # [B, C, H, W] in [-1, 1]
+            out.append(to_uint8(x).permute(0, 2, 3, 1).cpu().numpy())  # [B, H, W, C]
     return np.concatenate(out)
 
 
