@@ -61,3 +61,27 @@ compare: install
 
 lint-workflows: install
 	scripts/lint-workflows.sh
+
+# --- GPU check (bench/gpu_check.sh) ------------------------------------------------------------------------
+# `make wheels`: what a GPU machine that has torch but no network lacks, in wheels/ (git-ignored), carried
+# there with the working tree (64 MiB at most): the non-torch dependencies it misses as linux x86_64 wheels
+# for CPython $(WHEELS_PY) (the H200 image's python; `make wheels WHEELS_PY=3.11` for another), and the MNIST
+# download cache (the download stage reads it instead of the network). mlflow-skinny + SQLAlchemy + Alembic
+# (the sqlite tracking store) stand in for mlflow, whose UI and server dependencies would not fit.
+# numpy, scipy, pillow and pandas are not fetched: the GPU image has them, and they alone exceed 64 MiB.
+# antlr4-python3-runtime (needed by dvc's hydra-core) exists only as an sdist: it is built into a wheel here.
+WHEELS_PY  ?= 3.12
+WHEEL_DEPS := 'dvc>=3.50' 'mlflow-skinny>=2.16' sqlalchemy alembic 'pydantic>=2.5' 'typer>=0.12' 'rich>=13' pyyaml
+GANFORGE_CACHE ?= $(HOME)/.cache/ganforge
+
+.PHONY: wheels
+wheels: install
+	@test -f $(GANFORGE_CACHE)/mnist/train-images-idx3-ubyte || { echo "error: MNIST is not in the download \
+	cache $(GANFORGE_CACHE): run 'make run' (or 'dvc repro download') first" >&2; exit 1; }
+	rm -rf wheels && mkdir wheels
+	$(PY) -m pip wheel -q --no-deps --wheel-dir wheels 'antlr4-python3-runtime==4.9.3'
+	$(PY) -m pip download -q --dest wheels --find-links wheels --only-binary=:all: --implementation cp \
+	  --python-version $(WHEELS_PY) --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 --platform linux_x86_64 $(WHEEL_DEPS)
+	tar czf wheels/mnist-cache.tar.gz --exclude=.lock -C $(GANFORGE_CACHE) mnist
+	@echo "$$(ls wheels/*.whl | wc -l) wheels + MNIST: $$(du -sm wheels | cut -f1) MiB in wheels/ (a device run carries 64 MiB)"
