@@ -35,7 +35,8 @@ def class_metrics(real_hist: np.ndarray, probs: np.ndarray) -> dict:
     gen = class_histogram(probs)
     real = np.asarray(real_hist, dtype=np.float64)
     nz = gen > 0
-    kl = float(np.sum(gen[nz] * (np.log(gen[nz]) - np.log(np.maximum(real[nz], _EPS)))))  # KL(generated || real)
+    # KL(generated || real): finite whenever the real split has every class the generator makes
+    kl = float(np.sum(gen[nz] * (np.log(gen[nz]) - np.log(np.maximum(real[nz], _EPS)))))
     return {
         "classifier_score": classifier_score(probs),
         "class_kl": kl,

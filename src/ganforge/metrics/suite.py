@@ -64,14 +64,21 @@ class Settings:
     device: torch.device | str = "cpu"
 
 
+def float64_device(device: torch.device | str) -> torch.device:
+    """Where the float64 kernels and distances run: the given device, except MPS (no float64 there)."""
+    device = torch.device(device)
+    return torch.device("cpu") if device.type == "mps" else device
+
+
 # Each metric: (reference, generated set, settings) -> {name: number}. Add one here and it appears in
 # metrics.json, the floor, MLflow and the report.
 Metric = Callable[[Reference, FeatureSet, Settings], dict]
 METRICS: dict[str, Metric] = {
     "fid": lambda ref, fs, s: {"fid": fid_from_stats(ref.mu, ref.sigma, *feature_stats(fs.features))},
-    "kid": lambda ref, fs, s: kid(ref.features, fs.features, subsets=s.kid_subsets,
-                                  subset_size=s.kid_subset_size, seed=s.seed, device=s.device),
-    "prdc": lambda ref, fs, s: prdc(ref.features, fs.features, pr_k=s.pr_k, dc_k=s.dc_k, device=s.device),
+    "kid": lambda ref, fs, s: kid(ref.features, fs.features, subsets=s.kid_subsets, seed=s.seed,
+                                  subset_size=s.kid_subset_size, device=float64_device(s.device)),
+    "prdc": lambda ref, fs, s: prdc(ref.features, fs.features, pr_k=s.pr_k, dc_k=s.dc_k,
+                                    device=float64_device(s.device)),
     "classes": lambda ref, fs, s: class_metrics(ref.class_hist, fs.probs),
 }
 
