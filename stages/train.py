@@ -6,7 +6,6 @@ run.json}. Rerunning after an interruption resumes from checkpoints/train.pt whe
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 
@@ -35,11 +34,10 @@ def main(
         t = p.train
         device = resolve_device(t.device)
 
-        from PIL import Image
-
         from ganforge.data.prepared import content_hash, load_info, load_split
         from ganforge.io import atomic_write_bytes, atomic_write_text
         from ganforge.nets import save_generator
+        from ganforge.sampling import png_bytes
         from ganforge.tracking import Run, params_hash
         from ganforge.train import train, trajectory_config
         from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
@@ -95,9 +93,7 @@ def main(
         rows = [TSV_COLUMNS] + [[f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in TSV_COLUMNS]
                                 for r in result.history]
         atomic_write_text(results / "losses.tsv", "".join("\t".join(row) + "\n" for row in rows))
-        png = io.BytesIO()
-        Image.fromarray(result.grid).save(png, format="PNG")
-        atomic_write_bytes(results / "samples.png", png.getvalue())
+        atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
         run.finish("FINISHED")
         print(f"trained {result.kimg:g} kimg ({result.step} steps); wrote {model} and {results}/")
 

@@ -42,7 +42,7 @@ def test_losses_stay_finite_where_the_naive_formula_overflows():
 
 
 def test_minimax_saturates_where_ns_does_not():
-    # when D confidently rejects the fakes (logit -8), minimax gives G almost no gradient, ns gives ~1 per image
+    # D confidently rejects the fakes (logit -8): minimax gives G almost no gradient, ns ~1 per image
     logits = torch.full((4,), -8.0, requires_grad=True)
     grads = {}
     for kind in ("minimax", "ns"):

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torchvision.utils import make_grid
 
 from ganforge.errors import GanforgeError
 from ganforge.losses import GANLoss
 from ganforge.nets import Discriminator, Generator, init_dcgan_weights
+from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
 from ganforge.train.ema import make_ema, update_ema
 from ganforge.train.fast import FastPath
@@ -66,7 +66,7 @@ class TrainResult:
     G: Generator  # the trained generator (train mode)
     G_ema: Generator | None  # its moving average (eval mode), None when EMA is off
     history: list[dict]  # one row per log interval: step, kimg, loss_d, loss_g, d_real, d_fake, img_per_s
-    grid: np.ndarray  # uint8 [H, W, 3]: the last fixed-z 8x8 grid
+    grid: np.ndarray  # uint8 [H, W] (grey) or [H, W, C]: the last fixed-z 8x8 grid
     step: int  # steps done
     kimg: float  # thousands of real images shown to D
 
@@ -96,7 +96,7 @@ def train(
     resume: dict | None = None,  # a checkpoint from checkpoint.load_checkpoint with the same config
     checkpoint_meta: dict | None = None,  # stored as is in each checkpoint (e.g. the MLflow run id)
     log: Callable[[int, dict], None] | None = None,  # log(step, stats) at each stats report
-    log_grid: Callable[[int, np.ndarray], None] | None = None,  # log_grid(step, uint8 [H, W, 3])
+    log_grid: Callable[[int, np.ndarray], None] | None = None,  # log_grid(step, uint8 [H, W(, C)])
     progress: bool = True,  # show a rich progress bar
 ) -> TrainResult:
     config = trajectory_config(locals())
@@ -129,7 +129,7 @@ def train(
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
-    sums = torch.zeros(len(STATS), device=dev)  # STATS summed since the last report
+    sums = torch.zeros(len(STATS) + 1, device=dev)  # STATS summed since the last report, and the step count
     # [step, loss_d, loss_g, sum of weights] of the first step that left something non-finite; -1 = none yet
     first_bad = torch.tensor([-1.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
     weights = [*G.parameters(), *D.parameters()]
@@ -161,7 +161,8 @@ def train(
         step_t.add_(1)
         if G_ema is not None:
             update_ema(G_ema, G, step_t, ema_decay)
-        sums.add_(torch.stack([loss_d.detach(), loss_g.detach(), d_stats["d_real"], d_stats["d_fake"]]))
+        sums.add_(torch.stack([loss_d.detach(), loss_g.detach(), d_stats["d_real"], d_stats["d_fake"],
+                               torch.ones_like(loss_d.detach())]))
         # Divergence watch. The weights are watched too: a finite loss can still have overflowing gradients
         # (NaN weights after this step), and the checkpoint of this step must not hold them.
         weight_sum = torch.stack([w.detach().sum() for w in weights]).sum()  # NaN/inf iff some weight is
@@ -177,8 +178,7 @@ def train(
         net = G_ema if G_ema is not None else G.eval()
         x = net(fixed_z)  # [64, C, H, W] in [-1, 1]; eval mode: BatchNorm running stats, as sampling uses
         G.train()
-        grid = make_grid(x.float().cpu(), nrow=GRID_SIZE, padding=2, normalize=True, value_range=(-1, 1))
-        return (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # [H, W, 3]
+        return make_grid(to_uint8(x).cpu().numpy(), nrow=GRID_SIZE)  # uint8 [H', W'] or [H', W', C]
 
     def checkpoint_state(step: int) -> dict:
         def cpu(sd):  # plain CPU tensors: the file loads on any machine
@@ -234,8 +234,7 @@ def train(
                 continue
             check_finite()  # before anything is reported or saved: a checkpoint never holds diverged weights
             if at_log:
-                n = step - (step - 1) // log_every * log_every  # steps summed since the previous report
-                means = (sums / n).tolist()  # host sync
+                means = (sums[:-1] / sums[-1]).tolist()  # host sync
                 sums.zero_()
                 img_per_s = (step - step_last) * batch_size / max(time.perf_counter() - t_last, 1e-9)
                 row = {"step": step, "kimg": step * batch_size / 1000, **dict(zip(STATS, means, strict=True)),
