@@ -38,7 +38,7 @@ def main(
         from ganforge.io import atomic_write_bytes, atomic_write_text
         from ganforge.nets import save_generator
         from ganforge.sampling import png_bytes
-        from ganforge.tracking import Run, params_hash
+        from ganforge.tracking import Run, log_generator_model, params_hash
         from ganforge.train import train, trajectory_config
         from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
@@ -94,7 +94,10 @@ def main(
                                 for r in result.history]
         atomic_write_text(results / "losses.tsv", "".join("\t".join(row) + "\n" for row in rows))
         atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
+        # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
+        version = log_generator_model(run, model, p.base.dataset)
         run.finish("FINISHED")
+        print(f"registered {model} as version {version} of ganforge-{p.base.dataset}")
         print(f"trained {result.kimg:g} kimg ({result.step} steps); wrote {model} and {results}/")
 
 
