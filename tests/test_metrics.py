@@ -11,7 +11,7 @@ from ganforge.errors import ConfigError, GanforgeError
 from ganforge.metrics import METRICS, Reference, Settings, compute_metrics
 from ganforge.metrics.classes import class_metrics, classifier_score
 from ganforge.metrics.evaluator import FeatureSet
-from ganforge.metrics.fid import feature_stats, fid_from_stats
+from ganforge.metrics.fid import feature_stats, fid_from_features, fid_from_stats
 from ganforge.metrics.kid import kid
 from ganforge.metrics.prdc import prdc
 
@@ -45,6 +45,15 @@ def test_fid_matches_scipy_reference_and_is_zero_against_itself():
     assert ours == pytest.approx(scipy_fid(a, b), rel=1e-6)
     self_fid = fid_from_stats(*feature_stats(a), *feature_stats(a))
     assert abs(self_fid) < 1e-9 * np.trace(np.cov(a, rowvar=False))
+
+
+@pytest.mark.parametrize("n_a,n_b", [(40, 30), (300, 200)])  # fewer / more samples than features
+def test_fid_from_features_takes_either_route_to_the_same_value(n_a, n_b):
+    a, b = gaussians(n_a, 64, 16), gaussians(n_b, 64, 17, shift=0.2)
+    assert fid_from_features(a, b) == pytest.approx(scipy_fid(a, b), rel=1e-6)
+    # rank-deficient covariances (n < F): the [F, F] route sums sqrt of round-off eigenvalues, ~1e-8 off
+    assert fid_from_features(a, b) == pytest.approx(fid_from_stats(*feature_stats(a), *feature_stats(b)),
+                                                    rel=1e-6)
 
 
 def test_kid_equals_torch_fidelity():

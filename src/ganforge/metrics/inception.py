@@ -12,7 +12,7 @@ import torch
 
 from ganforge.errors import GanforgeError
 from ganforge.io import load_torch
-from ganforge.metrics.fid import feature_stats, fid_from_stats
+from ganforge.metrics.fid import fid_from_features
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
@@ -67,4 +67,4 @@ def inception_fid(real: np.ndarray, fake: np.ndarray, weights: Path, device: tor
     """real, fake: uint8 [N, C, H, W] with C in (1, 3) -> {'inception_fid'}."""
     net = _extractor(weights, device)
     a, b = _features(net, real, device, batch_size), _features(net, fake, device, batch_size)
-    return {"inception_fid": fid_from_stats(*feature_stats(a), *feature_stats(b))}
+    return {"inception_fid": fid_from_features(a, b)}
