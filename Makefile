@@ -16,6 +16,7 @@ install: $(STAMP)
 
 run: install
 	dvc repro
+	python -m ganforge.report
 
 lint: install
 	ruff check .

@@ -62,6 +62,18 @@ def dvc(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) ->
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """In-process torch on one thread. These nets are tiny: two threads sharing two cores with the stage
+    subprocesses and servers the tests start mostly spin-wait. (Stage subprocesses keep torch's default.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """Real MNIST, prepared by the real download stage (served from the user cache after the first run)."""

@@ -60,15 +60,6 @@ def test_evaluator_outputs(project):
     assert "test accuracy" in stdout
 
 
-@pytest.fixture()
-def one_thread():
-    """In-process torch on one thread: tiny nets on two threads that share two busy cores spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_evaluator_training_is_deterministic_with_the_seed(tiny_mnist_dir, one_thread):
     from ganforge.data.prepared import load_split
 

@@ -16,15 +16,6 @@ from ganforge.metrics.kid import kid
 from ganforge.metrics.prdc import prdc
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """torch on one thread: two threads sharing two busy cores with other processes spin-wait."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gaussians(n: int, dim: int, seed: int, shift: float = 0.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)  # correlated features, like real ones

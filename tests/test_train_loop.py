@@ -19,15 +19,6 @@ TINY = dict(seed=0, data_hash="tiny", loss="ns", z_dim=16, g_channels=8, d_chann
             log_every=5, image_every=10, ckpt_every=5, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny; two threads fighting other processes for two cores mostly spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def x_train(tiny_mnist_dir):
     return load_split(tiny_mnist_dir, "train")[0][:512]  # uint8 [512, 1, 28, 28]
