@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,11 @@ def kimg_for(steps: int, batch_size: int) -> float:
     while math.ceil(kimg * 1000 / batch_size) > steps:  # float rounding up by one ulp would add a step
         kimg = math.nextafter(kimg, 0.0)
     return kimg
+
+
+def timing(steps: int, seconds: float, cpu_seconds: float, batch_size: int) -> dict:
+    return {"steps": steps, "seconds": seconds, "cpu_seconds": cpu_seconds,
+            "img_per_s": steps * batch_size / seconds, "img_per_cpu_s": steps * batch_size / cpu_seconds}
 
 
 def machine() -> dict:
@@ -69,13 +75,17 @@ def project_run(x_train, train_args: dict, *, warmup: int, steps: int) -> dict:
     from ganforge.train import train
 
     every, batch = train_args["log_every"], train_args["batch_size"]
-    start = math.ceil(warmup / every) * every  # window ends are report steps
+    start = max(1, math.ceil(warmup / every)) * every  # window ends are report steps; at least one warm-up
     end = start + math.ceil(steps / every) * every
-    reports: list[tuple[int, float]] = []
+    reports: list[tuple[int, float, float]] = []  # (step, wall clock, this process's CPU time)
+
+    def log(step: int, stats: dict) -> None:
+        reports.append((step, time.perf_counter(), time.process_time()))
+
     train(x_train, **{**train_args, "kimg": kimg_for(end, batch)}, checkpoint_path=None, progress=False,
-          log=lambda step, stats: reports.append((step, time.perf_counter())), log_grid=None)
-    (s0, t0), (s1, t1) = next(r for r in reports if r[0] == start), reports[-1]
-    return {"steps": s1 - s0, "seconds": t1 - t0, "img_per_s": (s1 - s0) * batch / (t1 - t0)}
+          log=log, log_grid=None)
+    (s0, t0, c0), (s1, t1, c1) = next(r for r in reports if r[0] == start), reports[-1]
+    return timing(s1 - s0, t1 - t0, c1 - c0, batch)
 
 
 def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels: int, batch_size: int,
@@ -130,7 +140,7 @@ def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
         real = next(it)[0].to(device)  # [B, C, H, W] in [-1, 1]
         b = real.size(0)
         # (1) update D: maximize log(D(x)) + log(1 - D(G(z)))
@@ -160,7 +170,8 @@ def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels
         _stats = (err_d.item(), err_g.item(), d_x, d_g_z1, d_g_z2)  # what the example prints each step
     sync(device)
     seconds = time.perf_counter() - t0
-    return {"steps": steps, "seconds": seconds, "img_per_s": steps * batch_size / seconds}
+    cpu_seconds = time.process_time() - c0  # this process's CPU time: the DataLoader workers' is not in it
+    return timing(steps, seconds, cpu_seconds, batch_size)
 
 
 class _Collect(logging.Handler):
@@ -174,9 +185,9 @@ class _Collect(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def totals(runs: list[dict]) -> dict:
-    steps, seconds = sum(r["steps"] for r in runs), sum(r["seconds"] for r in runs)
-    return {"steps": steps, "seconds": seconds, "img_per_s": None, "rounds": runs}
+def totals(runs: list[dict], batch_size: int) -> dict:
+    steps, seconds, cpu = (sum(r[k] for r in runs) for k in ("steps", "seconds", "cpu_seconds"))
+    return {**timing(steps, seconds, cpu, batch_size), "rounds": runs}
 
 
 @app.command()
@@ -234,10 +245,10 @@ def main(
                   f"({reference[-1]['steps']} steps)", flush=True)
         fast_log.removeHandler(collect)
 
-        result = {"project": totals(project), "reference": totals(reference)}
-        for part in result.values():
-            part["img_per_s"] = part["steps"] * t.batch_size / part["seconds"]
+        result = {"project": totals(project, t.batch_size), "reference": totals(reference, t.batch_size)}
         ratio = result["project"]["img_per_s"] / result["reference"]["img_per_s"]
+        # per round too: on a shared machine a load change inside one round moves the totals' ratio
+        round_ratios = [a["img_per_s"] / b["img_per_s"] for a, b in zip(project, reference, strict=True)]
         report = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -245,14 +256,20 @@ def main(
             "batch_size": t.batch_size, "fast": train_args["fast"], "loss": t.loss, "log_every": t.log_every,
             "warmup": warmup, "workers": workers,
             "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
-            "fast_path_log": collect.lines, **result, "ratio": ratio,
+            "fast_path_log": collect.lines, **result, "ratio": ratio, "round_ratios": round_ratios,
+            "ratio_median_of_rounds": statistics.median(round_ratios),
+            # images per second of this process's CPU time: steadier than wall time when other jobs share
+            # the cores (the reference's DataLoader workers are not counted, which flatters the reference)
+            "cpu_ratio": result["project"]["img_per_cpu_s"] / result["reference"]["img_per_cpu_s"],
         }
         atomic_write_json(out, report)
         for line in collect.lines:
             print(line)
         print(f"project   {result['project']['img_per_s']:10.1f} img/s\n"
               f"reference {result['reference']['img_per_s']:10.1f} img/s\n"
-              f"ratio     {ratio:10.2f}x   (wrote {out})")
+              f"ratio     {ratio:10.2f}x   (median of rounds {statistics.median(round_ratios):.2f}x, "
+              f"per CPU-second {report['cpu_ratio']:.2f}x)\n"
+              f"wrote {out}")
 
 
 if __name__ == "__main__":

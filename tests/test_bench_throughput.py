@@ -28,7 +28,9 @@ def test_throughput_runs_both_loops_and_writes_its_json(tiny_mnist_dir, tmp_path
     for part in ("project", "reference"):
         assert report[part]["steps"] == 5 and report[part]["seconds"] > 0
         assert report[part]["img_per_s"] == 5 * 32 / report[part]["seconds"]
+        assert report[part]["img_per_cpu_s"] == 5 * 32 / report[part]["cpu_seconds"]
     assert report["ratio"] == report["project"]["img_per_s"] / report["reference"]["img_per_s"]
+    assert report["round_ratios"] == [report["ratio"]] == [report["ratio_median_of_rounds"]]  # one round
     assert report["device"] == "cpu" and report["fast"] == "auto" and report["batch_size"] == 32
     assert report["machine"]["torch"] == torch.__version__ and report["n_train"] == 2048
     assert report["fast_path_log"] == []  # on the CPU the fast path neither captures nor fails
