@@ -98,6 +98,7 @@ def test_pyfunc_requests(store):
 
     m = mlflow.pyfunc.load_model("models:/ganforge-mnist/1")
     whole = m.predict(pd.DataFrame({"count": [3], "seed": [10]}))
+    assert torch.is_grad_enabled()  # loading/predicting must not switch autograd off for the caller
     # one seed per image: rows (2 from seed 10) + (1 from seed 12) are the same three images
     split = m.predict(pd.DataFrame({"count": [2, 1], "seed": [10, 12]}))
     assert whole.shape == (3, 28, 28, 1) and whole.dtype == np.uint8

@@ -174,4 +174,6 @@ def test_queued_experiments_each_get_a_run(team):
     versions = team["client"].search_model_versions("name='ganforge-mnist'")
     ratio = {int(v.version): float(v.tags["fid_ratio"]) for v in versions}
     champion = team["client"].get_model_version_by_alias("ganforge-mnist", "champion")
-    assert len(ratio) == 2 + len(QUEUED_LRS) and int(champion.version) == min(ratio, key=ratio.get)
+    # (ties keep the earlier champion: only a strictly better fid_ratio moves the alias)
+    assert len(ratio) == 2 + len(QUEUED_LRS) and ratio[int(champion.version)] == min(ratio.values())
+    assert int(champion.version) == min(v for v, r in ratio.items() if r == min(ratio.values()))

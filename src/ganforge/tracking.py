@@ -230,11 +230,10 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        import torch
-
         from ganforge.nets import load_generator
 
-        torch.set_grad_enabled(False)
+        # no global torch.set_grad_enabled(False) here: loading a model must not change the caller's
+        # autograd state (generate_images runs under no_grad itself)
         self.G, self.meta = load_generator(context.artifacts["generator"], device="cpu")
 
     # the DataFrame hint tells mlflow to take our explicit signature instead of inferring one from hints
