@@ -63,7 +63,9 @@ install() {
 export -f install
 export PYTHONPATH=$PWD/src:/tmp/gc-site  # ganforge from the tree: pyproject pins a torch this machine need not have
 step install 90 bash -c install
-mkdir -p /tmp/gc-bin && ln -sf "$(command -v "$PY")" /tmp/gc-bin/python  # dvc's stage commands run `python`
+# dvc's stage commands run `python`: a wrapper, not a symlink (a symlinked venv python loses its venv)
+mkdir -p /tmp/gc-bin && printf '#!/bin/sh\nexec %q "$@"\n' "$(command -v "$PY")" >/tmp/gc-bin/python
+chmod +x /tmp/gc-bin/python
 export PATH=/tmp/gc-bin:$PATH
 
 # --- 2. MNIST: the download stage reads the carried cache instead of the network ----------------------------
@@ -85,11 +87,28 @@ step cuda_test 120 python -m pytest -q -p no:cacheprovider tests/test_fast.py
 
 # --- 5. the whole pipeline at a GPU-sized budget ---------------------------------------------------------------
 repro() {
-    if ! git rev-parse --git-dir >/dev/null 2>&1; then  # the carried tree may come without .git
+    local overrides=("train.kimg=$KIMG" train.device=cuda train.fast=auto train.log_every=200
+                     train.image_every=2000 train.ckpt_every=2000)
+    if ! git rev-parse --git-dir >/dev/null 2>&1 && command -v git >/dev/null; then  # tree copied without .git
         git init -q && git add -A && git -c user.name=gpu -c user.email=gpu@check commit -qm "gpu check" || return 1
     fi
-    python -m dvc exp run -S "train.kimg=$KIMG" -S train.device=cuda -S train.fast=auto -S train.log_every=200 \
-        -S train.image_every=2000 -S train.ckpt_every=2000
+    if git rev-parse --git-dir >/dev/null 2>&1; then
+        python -m dvc exp run "${overrides[@]/#/-S}"  # = dvc repro with the params overridden
+    else  # no git at all: the same overrides written into params.yaml, then a plain dvc repro without SCM
+        python - "${overrides[@]}" <<'PYEOF' || return 1
+import sys, yaml
+params = yaml.safe_load(open("params.yaml"))
+for item in sys.argv[1:]:
+    dotted, value = item.split("=", 1)
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = yaml.safe_load(value)
+yaml.safe_dump(params, open("params.yaml", "w"), sort_keys=False)
+PYEOF
+        python -m dvc config --local core.no_scm true && python -m dvc repro
+    fi
 }
 export -f repro
 step repro 300 bash -c repro
