@@ -66,7 +66,7 @@ class Train(Section):
     lr: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
     beta2: float = Field(0.999, ge=0, lt=1)
-    kimg: float = Field(100, gt=0)
+    kimg: float = Field(200, gt=0)
     ema: Ema = Ema()
     log_every: int = Field(20, ge=1)
     image_every: int = Field(100, ge=1)

@@ -15,8 +15,10 @@ train_step can be captured because loop.py keeps it free of host reads: batches 
 torch.Generators, the step counter and the running sums are device tensors, every shape is static.
 
 If the capture fails, training goes on eagerly (still bf16 / channels_last / fused Adam) after ONE log line
-that says why. On CPU, MPS, or with `train.fast: off`, nothing here changes anything: `FastPath.enabled` is
-False, every helper below is the identity, and the loop runs its plain fp32 eager step bit for bit.
+that says why. On CPU, MPS, or with `train.fast: off`, `FastPath.enabled` is False and the loop runs its
+plain fp32 eager step. One thing is shared with the fast path on the CPU, whatever train.fast says: the
+networks are channels_last there too, because oneDNN's NHWC convolutions are faster (bench/RESULTS.md);
+so on a CPU `fast: auto` and `fast: off` remain the same computation, bit for bit.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class FastPath:
 
     enabled: bool  # CUDA and train.fast == auto
     bf16: bool = False  # autocast to bf16 (False on GPUs without bf16 support: those stay fp32)
+    # NHWC weights: cuDNN's fast kernels on the fast path, and oneDNN's on the CPU, where they made the same
+    # step 1.27-1.35x faster (bench/RESULTS.md). On the CPU both fast modes use it, so they stay identical.
+    channels_last: bool = False
 
     @classmethod
     def choose(cls, fast: str, device: str | torch.device) -> FastPath:
@@ -54,17 +59,17 @@ class FastPath:
         if fast not in FAST_MODES:
             raise ConfigError(f"unknown train.fast {fast!r} (allowed: {', '.join(FAST_MODES)})")
         if fast == "off" or torch.device(device).type != "cuda":
-            return cls(enabled=False)
+            return cls(enabled=False, channels_last=torch.device(device).type == "cpu")
         # A process-wide switch, set only here: the fast path's shapes are static, so autotuning pays once.
         torch.backends.cudnn.benchmark = True
         bf16 = torch.cuda.is_bf16_supported()
         if not bf16:
             log.warning("fast path: this GPU has no bf16 support; training in fp32 (CUDA graph still used)")
-        return cls(enabled=True, bf16=bf16)
+        return cls(enabled=True, bf16=bf16, channels_last=True)
 
     def prepare(self, *nets: nn.Module) -> None:
         """Move the networks' 4-d weights to channels_last, in place (before G_ema is copied from G)."""
-        if self.enabled:
+        if self.channels_last:
             for net in nets:
                 net.to(memory_format=torch.channels_last)
 

@@ -114,7 +114,7 @@ def train(
     init_dcgan_weights(D)
     G, D = G.to(dev).train(), D.to(dev).train()
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
-    fast_path.prepare(G, D)  # channels_last on the fast path (before G_ema copies G's layout)
+    fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
     G_ema = make_ema(G) if ema_enabled else None
     opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
