@@ -90,6 +90,17 @@ def atomic_dir(final: str | Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_json(path: str | Path, hint: str):
+    """A JSON file another stage wrote; missing or malformed is a GanforgeError that says what to run."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GanforgeError(f"{path} not found: {hint}") from None
+    except ValueError as e:
+        raise GanforgeError(f"{path} is not valid JSON: {e}") from None
+
+
 def load_torch(path: str | Path, map_location="cpu"):
     """torch.load with weights_only=True: tensors, numbers, strings, lists and dicts only.
 

@@ -6,7 +6,6 @@ accuracy and the floor: real train images scored exactly like generated ones).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ganforge.errors import GanforgeError
+from ganforge.io import read_json
 
 # (key, which way is better); fid_ratio is 1 for the floor by definition
 ROWS = (
@@ -33,12 +33,7 @@ ROWS = (
 
 
 def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GanforgeError(f"{path} not found: run the pipeline first (make run, or dvc repro)") from None
-    except ValueError as e:
-        raise GanforgeError(f"{path} is not valid JSON: {e}") from None
+    return read_json(path, "run the pipeline first (make run, or dvc repro)")
 
 
 def _fmt(key: str, metrics: dict) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.errors import GanforgeError
+from ganforge.io import read_json
 
 SPLITS = ("train", "test")
 
@@ -34,13 +35,7 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
 
 
 def load_info(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "info.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GanforgeError(f"{path} not found (run the download stage: dvc repro download)") from None
-    except ValueError as e:
-        raise GanforgeError(f"{path} is not valid JSON: {e}") from None
+    return read_json(Path(data_dir) / "info.json", "run the download stage (dvc repro download)")
 
 
 def content_hash(info: dict) -> str:
