@@ -90,6 +90,26 @@ def atomic_dir(final: str | Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def save_net(path: str | Path, net, fmt: str, meta: dict | None = None) -> Path:
+    """A network file that rebuilds itself: format tag, the constructor config (net.config()), CPU weights
+    and JSON-able meta, as plain dicts/tensors so it loads with weights_only=True (load_net)."""
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    return atomic_torch_save(path, {"format": fmt, "config": net.config(), "state_dict": state,
+                                    "meta": dict(meta or {})})
+
+
+def load_net(path: str | Path, fmt: str, cls, device="cpu", what: str = "network", hint: str = ""):
+    """(cls(**config) with the file's weights, in eval mode on `device`, the file's meta).
+
+    A file of another format is refused naming `what` it should have been, plus `hint` (what to run)."""
+    blob = load_torch(path)
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise GanforgeError(f"{path} is not a ganforge {what} file (expected format {fmt}){hint}")
+    net = cls(**blob["config"])
+    net.load_state_dict(blob["state_dict"])
+    return net.to(device).eval(), dict(blob.get("meta", {}))
+
+
 def read_json(path: str | Path, hint: str):
     """A JSON file another stage wrote; missing or malformed is a GanforgeError that says what to run."""
     path = Path(path)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import GanforgeError
-from ganforge.io import atomic_torch_save, load_torch
+from ganforge.io import load_net, save_net
 
 EVALUATOR_FORMAT = "ganforge.evaluator/1"
 
@@ -122,19 +122,12 @@ def accuracy(fs: FeatureSet, labels: np.ndarray) -> float:
 
 
 def save_evaluator(path: str | Path, net: Evaluator, meta: dict | None = None) -> Path:
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    return atomic_torch_save(path, {"format": EVALUATOR_FORMAT, "config": net.config(), "state_dict": state,
-                                    "meta": dict(meta or {})})
+    return save_net(path, net, EVALUATOR_FORMAT, meta)
 
 
 def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> tuple[Evaluator, dict]:
-    blob = load_torch(path)
-    if not isinstance(blob, dict) or blob.get("format") != EVALUATOR_FORMAT:
-        raise GanforgeError(f"{path} is not a ganforge evaluator file (expected format {EVALUATOR_FORMAT}); "
-                            "rerun the evaluator stage: dvc repro evaluator")
-    net = Evaluator(**blob["config"])
-    net.load_state_dict(blob["state_dict"])
-    return net.to(device).eval(), dict(blob.get("meta", {}))
+    return load_net(path, EVALUATOR_FORMAT, Evaluator, device, what="evaluator",
+                    hint="; rerun the evaluator stage: dvc repro evaluator")
 
 
 def _progress(enabled: bool, what: str, total: int):
