@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ganforge.errors import GanforgeError
-from ganforge.losses import GANLoss
+from ganforge.losses import make_loss
 from ganforge.nets import Discriminator, Generator, init_dcgan_weights
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
@@ -33,7 +33,7 @@ from ganforge.train.fast import FastPath
 # match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals.
 TRAJECTORY_KEYS = ("seed", "data_hash", "loss", "z_dim", "g_channels", "d_channels", "batch_size", "lr",
                    "beta1", "beta2", "ema_enabled", "ema_decay", "device", "fast")
-STATS = ("loss_d", "loss_g", "d_real", "d_fake")  # summed on the device, averaged per log interval
+LOSS_STATS = ("loss_d", "loss_g")  # then the loss object's stats: summed on the device, averaged per report
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 
 
@@ -41,7 +41,8 @@ def code_fingerprint() -> str:
     """Hash of the code that defines the trajectory (losses, nets, train/). A checkpoint written by other
     code is not resumed: after a fix to the loss, `dvc repro` must not quietly continue the old run."""
     package = Path(__file__).resolve().parents[1]  # src/ganforge
-    files = [package / "losses.py", *sorted(package.glob("nets/*.py")), *sorted(package.glob("train/*.py"))]
+    files = [*sorted(package.glob("losses/*.py")), package / "augment.py", *sorted(package.glob("nets/*.py")),
+             *sorted(package.glob("train/*.py"))]
     digest = hashlib.sha256()
     for f in files:
         digest.update(f"{f.relative_to(package)}\n".encode() + f.read_bytes())
@@ -65,7 +66,7 @@ def stream_seed(seed: int, stream: str) -> int:
 class TrainResult:
     G: Generator  # the trained generator (train mode)
     G_ema: Generator | None  # its moving average (eval mode), None when EMA is off
-    history: list[dict]  # one row per log interval: step, kimg, loss_d, loss_g, d_real, d_fake, img_per_s
+    history: list[dict]  # one row per log interval: step, kimg, loss_d, loss_g, the loss's stats, img_per_s
     grid: np.ndarray  # uint8 [H, W] (grey) or [H, W, C]: the last fixed-z 8x8 grid
     step: int  # steps done
     kimg: float  # thousands of real images shown to D
@@ -76,7 +77,7 @@ def train(
     *,
     seed: int,  # master seed: init, batches, z and the fixed grid z all derive from it
     data_hash: str,  # content hash of the data set: a checkpoint resumes only on the same data
-    loss: str,  # ns | minimax (ganforge.losses.GANLoss)
+    loss: str,  # a key of ganforge.losses.LOSSES (ns, minimax, hinge, wgan, lsgan)
     z_dim: int,  # length of z ~ N(0, I)
     g_channels: int,  # DCGAN width of G (channels of its last hidden layer)
     d_channels: int,  # DCGAN width of D (channels of its first layer)
@@ -118,7 +119,8 @@ def train(
     G_ema = make_ema(G) if ema_enabled else None
     opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
-    loss_fn = GANLoss(loss)
+    loss_fn = make_loss(loss)
+    stat_keys = (*LOSS_STATS, *loss_fn.stat_keys())  # the report's columns, in order
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
@@ -129,7 +131,7 @@ def train(
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
-    sums = torch.zeros(len(STATS) + 1, device=dev)  # STATS summed since the last report, and the step count
+    sums = torch.zeros(len(stat_keys) + 1, device=dev)  # stat_keys summed since the last report, step count
     # [step, loss_d, loss_g, sum of weights] of the first step that left something non-finite; -1 = none yet
     first_bad = torch.tensor([-1.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
     weights = [*G.parameters(), *D.parameters()]
@@ -152,7 +154,7 @@ def train(
         # G phase: through the updated D; D is frozen so this backward computes no D gradients.
         D.requires_grad_(False)
         with fast_path.autocast():
-            loss_g = loss_fn.g_loss(D, x_fake)
+            loss_g, g_stats = loss_fn.g_loss(D, x_fake)
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()
@@ -161,8 +163,8 @@ def train(
         step_t.add_(1)
         if G_ema is not None:
             update_ema(G_ema, G, step_t, ema_decay)
-        sums.add_(torch.stack([loss_d.detach(), loss_g.detach(), d_stats["d_real"], d_stats["d_fake"],
-                               torch.ones_like(loss_d.detach())]))
+        stats = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **d_stats, **g_stats}
+        sums.add_(torch.stack([*(stats[k].float() for k in stat_keys), torch.ones_like(sums[0])]))
         # Divergence watch. The weights are watched too: a finite loss can still have overflowing gradients
         # (NaN weights after this step), and the checkpoint of this step must not hold them.
         weight_sum = torch.stack([w.detach().sum() for w in weights]).sum()  # NaN/inf iff some weight is
@@ -237,8 +239,8 @@ def train(
                 means = (sums[:-1] / sums[-1]).tolist()  # host sync
                 sums.zero_()
                 img_per_s = (step - step_last) * batch_size / max(time.perf_counter() - t_last, 1e-9)
-                row = {"step": step, "kimg": step * batch_size / 1000, **dict(zip(STATS, means, strict=True)),
-                       "img_per_s": img_per_s}
+                row = {"step": step, "kimg": step * batch_size / 1000,
+                       **dict(zip(stat_keys, means, strict=True)), "img_per_s": img_per_s}
                 history.append(row)
                 bar.update(task, info=f"kimg {row['kimg']:.1f}  loss_d {row['loss_d']:.3f}  "
                                       f"loss_g {row['loss_g']:.3f}  {img_per_s:.0f} img/s")
