@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # dvc runs `python stages/...`: put the venv first so that python is the one with ganforge installed.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test lint clean
+.PHONY: install run test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: install
 test: lint
 	pytest
 
+# the fast tier, while working: everything but the whole-pipeline and server tests (under 3 minutes)
+test-fast: lint
+	pytest -m "not slow"
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
@@ -33,7 +37,7 @@ clean:
 # with MLFLOW_TRACKING_URI=http://127.0.0.1:5000. SQLite allows one writer at a time, so the server runs
 # one worker process; a team server would use PostgreSQL (--backend-store-uri postgresql://...) and object
 # storage (--artifacts-destination s3://...) instead, and may then raise MLFLOW_WORKERS.
-# `make ui`: browse the same store with the metadata opened read-only (SQLite mode=ro).
+# `make ui`: browse the same store read-only (metadata opened with SQLite mode=ro, artifacts not proxied).
 # `make compare`: a table of the runs of the last training's experiment, best fid_ratio first
 # (ARGS="--experiment NAME --metric kid_mean" to choose).
 MLFLOW_HOST    ?= 127.0.0.1
@@ -48,14 +52,24 @@ ARTIFACTS      := $(CURDIR)/mlartifacts
 retrain: install
 	RETRAIN_SETUP=false scripts/retrain.sh
 
+# Both print the link that opens the training runs table (MLflow 3 would otherwise open its GenAI view).
+UI_LINK = MLFLOW_TRACKING_URI='sqlite:///file:$(MLFLOW_STORE)?mode=ro&uri=true' python scripts/ui_link.py
+
 mlflow-server: install
+	@test ! -f $(MLFLOW_STORE) || $(UI_LINK) http://$(MLFLOW_HOST):$(MLFLOW_PORT)
 	mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) --workers $(MLFLOW_WORKERS) \
 	  --backend-store-uri sqlite:///$(MLFLOW_STORE) --artifacts-destination $(ARTIFACTS)
 
+# Read-only: the metadata store is opened with SQLite mode=ro, and artifacts are not served through the
+# proxy (--no-serve-artifacts), so nothing can upload or delete under mlartifacts/ (a registered model's
+# python_model.pkl runs as code when someone loads the champion). The UI reads the artifacts of runs logged
+# to this project's store from their local paths; runs logged through `make mlflow-server` keep
+# mlflow-artifacts:/ locations, which only that server serves.
 ui: install
 	@test -f $(MLFLOW_STORE) || { echo "error: no $(MLFLOW_STORE) yet: run the pipeline (make run) first" >&2; exit 1; }
+	@$(UI_LINK) http://$(MLFLOW_HOST):$(MLFLOW_UI_PORT)
 	mlflow ui --host $(MLFLOW_HOST) --port $(MLFLOW_UI_PORT) --workers 1 \
-	  --backend-store-uri 'sqlite:///file:$(MLFLOW_STORE)?mode=ro&uri=true' --artifacts-destination $(ARTIFACTS)
+	  --backend-store-uri 'sqlite:///file:$(MLFLOW_STORE)?mode=ro&uri=true' --no-serve-artifacts
 
 compare: install
 	python scripts/compare.py $(ARGS)

@@ -98,7 +98,7 @@ def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
 
-    from ganforge.nets import Discriminator, Generator, init_dcgan_weights
+    from ganforge.nets import build_networks
     from ganforge.train.loop import stream_seed
 
     class ImageArrayDataset(Dataset):
@@ -122,10 +122,9 @@ def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels
                         num_workers=workers, drop_last=True)
 
     torch.manual_seed(stream_seed(seed, "init"))  # the same initial weights as the project's run
-    G = Generator(z_dim, channels, resolution, g_channels)
-    D = Discriminator(channels, resolution, d_channels)
-    init_dcgan_weights(G)
-    init_dcgan_weights(D)
+    G, D = build_networks("dcgan", z_dim=z_dim, channels=channels, resolution=resolution,
+                          g_channels=g_channels, d_channels=d_channels, g_spectral_norm=False,
+                          d_spectral_norm=False)
     G, D = G.to(device), D.to(device)
     opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2))
@@ -209,8 +208,9 @@ def main(
     with user_errors():
         from ganforge.config import load_params
         from ganforge.data.prepared import load_split
+        from ganforge.device import resolve_device
         from ganforge.errors import GanforgeError
-        from ganforge.io import atomic_write_json, resolve_device
+        from ganforge.io import atomic_write_json
 
         p = load_params(params)
         t = p.train

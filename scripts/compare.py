@@ -1,7 +1,8 @@
-"""Compare the MLflow runs of one experiment: key params and metrics, best FID ratio first.
+"""Compare the MLflow runs of one experiment: status, key params and metrics, best FID ratio first.
 
     python scripts/compare.py                       # the experiment of the last training run here
     python scripts/compare.py --experiment NAME --metric fid_ratio --metric kid_mean
+    python scripts/compare.py --all                 # also the KILLED and FAILED runs
     make compare                                    # the same, against the project's store
 
 Reads the store of MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow.db (as the stages do).
@@ -16,10 +17,58 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ganforge import tracking
 from ganforge.cli import user_errors
+from ganforge.errors import GanforgeError
 
 app = typer.Typer(add_completion=False, help=__doc__)
+
+PARAMS = ("base.dataset", "train.loss", "train.kimg", "train.lr", "train.batch_size", "train.ema.enabled")
+METRICS = ("fid_ratio", "fid", "kid_mean", "precision", "recall", "coverage", "classifier_score")
+# An interrupted or failed run's metrics describe a model that was never finished: not a contender.
+LEFT_OUT = ("KILLED", "FAILED")
+
+
+def experiment_of(run_json: Path) -> str:
+    """The name of the experiment that holds the run recorded in results/train/run.json."""
+    from ganforge.tracking.store import Run
+
+    run = Run.attach(run_json)
+    return run.client.get_experiment(run.client.get_run(run.run_id).info.experiment_id).name
+
+
+def compare_runs(experiment: str | None, params=PARAMS, metrics=METRICS, max_results: int = 100,
+                 all_runs: bool = False):
+    """The runs of `experiment` as a pandas DataFrame (best fid_ratio first, unevaluated runs last).
+
+    Columns: run_id, run_name, status, then the requested params and metrics that any run has.
+    KILLED and FAILED runs are left out unless all_runs.
+    """
+    import mlflow
+    import pandas as pd
+
+    from ganforge.tracking.store import client, tracking_uri
+
+    client()  # points mlflow at the project's store (or MLFLOW_TRACKING_URI)
+    if experiment is None:
+        raise GanforgeError("no experiment given (and no results/train/run.json to take it from)")
+    if mlflow.get_experiment_by_name(experiment) is None:
+        raise GanforgeError(f"no experiment named {experiment!r} in {tracking_uri()}")
+    df = mlflow.search_runs(experiment_names=[experiment], max_results=max_results,
+                            order_by=["metrics.fid_ratio ASC", "attributes.start_time DESC"])
+    if not all_runs and not df.empty:
+        df = df[~df["status"].isin(LEFT_OUT)]
+    if df.empty:
+        return pd.DataFrame(columns=["run_id", "run_name", "status"])
+    df = df.rename(columns={"tags.mlflow.runName": "run_name"})
+    # search_runs puts NULL metrics first for ASC on some stores: sort again, NaN last, stable
+    if "metrics.fid_ratio" in df.columns:
+        df = df.sort_values("metrics.fid_ratio", na_position="last", kind="stable")
+    cols = ["run_id", "run_name", "status"]
+    cols += [f"params.{p}" for p in params if f"params.{p}" in df.columns]
+    cols += [f"metrics.{m}" for m in metrics if f"metrics.{m}" in df.columns]
+    out = df.reindex(columns=cols).reset_index(drop=True)
+    short = {c: c.split(".", 1)[1] for c in cols if c.startswith(("params.", "metrics."))}
+    return out.rename(columns=short)
 
 
 def _cell(value) -> str:
@@ -36,19 +85,25 @@ def compare(
                                    "recorded in --run-json."),
     run_json: Path = typer.Option(Path("results/train/run.json"), help="Training run record to take the "
                                   "experiment from when --experiment is not given."),
-    param: list[str] = typer.Option(list(tracking.COMPARE_PARAMS), "--param", help="A params.yaml key "
-                                    "(dotted) to show; repeat for several."),
-    metric: list[str] = typer.Option(list(tracking.COMPARE_METRICS), "--metric", help="A metric to show; "
-                                     "repeat for several. Rows are ordered by fid_ratio, lowest first."),
+    param: list[str] = typer.Option(list(PARAMS), "--param", help="A params.yaml key (dotted) to show; "
+                                    "repeat for several."),
+    metric: list[str] = typer.Option(list(METRICS), "--metric", help="A metric to show; repeat for several. "
+                                     "Rows are ordered by fid_ratio, lowest first."),
     max_runs: int = typer.Option(50, min=1, help="Show at most this many runs."),
+    all_runs: bool = typer.Option(False, "--all", help="Also list KILLED and FAILED runs (interrupted or "
+                                  "crashed trainings), which are left out of the ranking by default."),
 ) -> None:
-    """Print a table of an experiment's runs with their key params and metrics, best fid_ratio first."""
+    """Print a table of an experiment's runs with their status, key params and metrics, best fid_ratio
+    first."""
     with user_errors():
+        from ganforge.tracking.store import tracking_uri
+
         if experiment is None and run_json.exists():
-            experiment = tracking.experiment_of(run_json)
-        df = tracking.compare_runs(experiment, params=param, metrics=metric, max_results=max_runs)
-        table = Table(title=f"{experiment}: {len(df)} run(s), best fid_ratio first "
-                      f"({tracking.tracking_uri()})")
+            experiment = experiment_of(run_json)
+        df = compare_runs(experiment, params=param, metrics=metric, max_results=max_runs, all_runs=all_runs)
+        shown = "all runs" if all_runs else "KILLED/FAILED left out (--all shows them)"
+        table = Table(title=f"{experiment}: {len(df)} run(s), best fid_ratio first, {shown} "
+                      f"({tracking_uri()})")
         for col in df.columns:
             table.add_column(col, justify="left" if col in ("run_id", "run_name", "status") else "right",
                              no_wrap=col == "run_id")

@@ -29,7 +29,7 @@ def main(
         from ganforge.config import load_params
         from ganforge.data.download import download_dataset
 
-        p = load_params(params)
+        p = load_params(params, "base", "download")
         out = out or Path("data") / p.base.dataset
         info = download_dataset(p.base.dataset, p.download, out, seed=p.base.seed)
         counts = ", ".join(f"{s} {n}" for s, n in info["counts"].items())

@@ -21,8 +21,8 @@ def main(
     evaluator: Path = typer.Option(Path("models/evaluator.pt"), help="the trained evaluator"),
     evaluator_results: Path = typer.Option(Path("results/evaluator"), help="the evaluator stage's results: "
                                            "reference.npz and metrics.json (the real-data floor)"),
-    run: Path = typer.Option(Path("results/train/run.json"), help="the training's MLflow run (metrics are "
-                             "logged there)"),
+    run_json: Path = typer.Option(Path("results/train/run.json"), "--run", help="the training's MLflow run "
+                                  "(metrics are logged there)"),
     out: Path = typer.Option(Path("results/evaluate"), help="directory for metrics.json and class_hist.tsv"),
 ) -> None:
     """Compute FID, KID, precision/recall, density/coverage, classifier score, class-histogram KL and
@@ -31,12 +31,13 @@ def main(
     and logs everything to the training's MLflow run."""
     with user_errors():
         from ganforge.config import load_params
-        from ganforge.io import resolve_device
+        from ganforge.device import resolve_device
 
-        p = load_params(params)
-        ev = p.evaluate
-        device = resolve_device(ev.device)
+        p = load_params(params, "base", "evaluate")
+        cfg = p.evaluate
+        device = resolve_device(cfg.device)
 
+        from ganforge.errors import GanforgeError
         from ganforge.io import atomic_write_json, atomic_write_text
         from ganforge.metrics import (
             Reference,
@@ -48,10 +49,14 @@ def main(
         from ganforge.metrics.inception import inception_fid, weights_path
         from ganforge.sampling import load_images
 
-        weights = weights_path(ev.inception_weights) if ev.inception else None  # fail before any work
-        from ganforge.tracking import Run, promote_if_better  # mlflow: seconds to import
+        weights = weights_path(cfg.inception_weights) if cfg.inception else None  # fail before any work
+        from ganforge.data.prepared import load_info
 
-        tracked = Run.attach(run)
+        load_info(data, p.base.dataset)  # another dataset's directory: exit 2
+        from ganforge.tracking.promotion import promote_if_better  # mlflow: seconds to import
+        from ganforge.tracking.store import Run
+
+        run = Run.attach(run_json)
         t0 = time.perf_counter()
         images = load_images(samples)
         net, _ = load_evaluator(evaluator, device)
@@ -59,10 +64,10 @@ def main(
         judge = load_evaluator_metrics(evaluator_results / "metrics.json")  # accuracy, floor
         floor = judge["floor"]
         if floor["n"] != len(images):
-            print(f"note: {len(images)} samples but the floor used {floor['n']} real images; FID depends on "
-                  "sample size, so set sample.n = evaluator.floor_n for a fair fid_ratio")
-        settings = Settings(kid_subsets=ev.kid_subsets, kid_subset_size=ev.kid_subset_size, pr_k=ev.pr_k,
-                            dc_k=ev.dc_k, seed=p.base.seed, device=device)
+            raise GanforgeError(f"{samples} holds {len(images)} images but the real-data floor was measured "
+                                f"with {floor['n']}: FID depends on sample size, so rerun the stale stage "
+                                "(dvc repro)")
+        settings = Settings.of(cfg, seed=p.base.seed, device=device)
         metrics, hist = evaluate_images(images, net, ref, floor, settings, log=lambda line: print(line))
         if weights is not None:
             from ganforge.data.prepared import load_split
@@ -73,11 +78,11 @@ def main(
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_text(out / "class_hist.tsv", "class\treal\tgenerated\n" + "".join(
             f"{k}\t{real:.6f}\t{gen:.6f}\n" for k, real, gen in hist))
-        tracked.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()},
+        run.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()},
                              "evaluator.accuracy": judge["accuracy"]})
         for f in ("metrics.json", "class_hist.tsv"):
-            tracked.log_artifact(out / f, "evaluate")
-        decision = promote_if_better(tracked, p.base.dataset, None, metrics["fid_ratio"])
+            run.log_artifact(out / f, "evaluate")
+        decision = promote_if_better(run, p.base.dataset, None, metrics["fid_ratio"])
         print(f"evaluate: {len(images)} samples in {seconds:.0f} s ({device}): fid {metrics['fid']:.4g} "
               f"(ratio {metrics['fid_ratio']:.3g}), precision {metrics['precision']:.3f}, recall "
               f"{metrics['recall']:.3f}, {metrics['classes_covered']} classes covered; registry: "

@@ -54,12 +54,16 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
     return dest
 
 
-def dvc(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
-    """The real dvc CLI of this environment, with the venv's python first on PATH (as `make run` does)."""
+def dvc(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900,
+        merged: bool = False) -> subprocess.CompletedProcess:
+    """The real dvc CLI of this environment, with the venv's python first on PATH (as `make run` does).
+
+    merged: stderr goes into stdout, in the order things were written (stages inherit dvc's streams)."""
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), **(env or {})}
-    return subprocess.run([str(Path(bindir) / "dvc"), *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if merged else {"capture_output": True}
+    return subprocess.run([str(Path(bindir) / "dvc"), *args], cwd=cwd, env=full_env, text=True,
+                          timeout=timeout, **streams)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -72,6 +76,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# Stage subprocesses on one torch thread: the test nets are tiny, and two threads fighting other processes
+# for two cores mostly spin-wait.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> dict:
+    """The environment of a stage subprocess that logs into a fresh sqlite MLflow store, one per test module
+    (creating a store costs seconds)."""
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{db}", **ONE_THREAD}
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from ganforge.nets import Generator, init_dcgan_weights, save_generator
 from ganforge.sampling import generate
 
 TINY = {"evaluator.device": "cpu", "evaluator.epochs": 3, "evaluator.batch_size": 128,
-        "evaluator.floor_n": 400, "evaluate.device": "cpu", "evaluate.kid_subsets": 10,
-        "evaluate.kid_subset_size": 100, "sample.n": 400}
+        "evaluate.n": 400, "evaluate.device": "cpu", "evaluate.kid_subsets": 10,
+        "evaluate.kid_subset_size": 100}
 METRIC_KEYS = {"n", "fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
                "classifier_score", "class_kl", "classes_covered"}
 
@@ -26,7 +26,7 @@ METRIC_KEYS = {"n", "fid", "kid_mean", "kid_std", "precision", "recall", "densit
 def project(tmp_path_factory, tiny_mnist_dir) -> tuple:
     """The evaluator stage's outputs, an untrained generator's 400 samples and an MLflow run: all that
     the evaluate stage reads."""
-    from ganforge.tracking import Run
+    from ganforge.tracking.store import Run
 
     cwd = tmp_path_factory.mktemp("evaluation")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
@@ -35,7 +35,7 @@ def project(tmp_path_factory, tiny_mnist_dir) -> tuple:
     proc = run_stage("evaluator", "--data", str(tiny_mnist_dir), cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stderr
     torch.manual_seed(0)
-    G = Generator(z_dim=16, g_channels=8)
+    G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8, spectral_norm=False)
     init_dcgan_weights(G)
     save_generator(cwd / "models/generator.pt", G)
     atomic_save_npz(cwd / "samples/images.npz", images=generate(G, 400, seed=0, batch_size=200))
@@ -127,11 +127,25 @@ def test_floor_larger_than_the_training_split_is_a_config_error(project, tiny_mn
     cwd, env, _, _ = project
     params = tmp_path / "params.yaml"
     params.write_text((cwd / "params.yaml").read_text())
-    set_params(params, {"evaluator.floor_n": 5000})
+    set_params(params, {"evaluate.n": 5000})
     proc = run_stage("evaluator", "--params", str(params), "--data", str(tiny_mnist_dir), "--model",
                      str(tmp_path / "e.pt"), "--results", str(tmp_path / "r"), cwd=cwd, env=env)
-    assert proc.returncode == 2 and "evaluator.floor_n (5000)" in proc.stderr
+    assert proc.returncode == 2 and "evaluate.n (5000)" in proc.stderr
     assert not (tmp_path / "e.pt").exists()
+
+
+def test_data_of_another_dataset_is_refused_naming_both(project, tiny_mnist_dir, tmp_path):
+    cwd, env, _, _ = project
+    params = tmp_path / "params.yaml"
+    params.write_text((cwd / "params.yaml").read_text())
+    set_params(params, {"base.dataset": "fashion-mnist"})
+    for stage, extra in (("evaluator", ("--model", str(tmp_path / "e.pt"), "--results", str(tmp_path / "r"))),
+                         ("evaluate", ("--out", str(tmp_path / "out")))):
+        proc = run_stage(stage, "--params", str(params), "--data", str(tiny_mnist_dir), *extra, cwd=cwd,
+                         env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert "base.dataset is 'fashion-mnist'" in proc.stderr and "holds 'mnist'" in proc.stderr
+    assert not (tmp_path / "e.pt").exists() and not (tmp_path / "out").exists()
 
 
 def test_help_documents_every_option():

@@ -51,7 +51,7 @@ def test_kid_equals_torch_fidelity():
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     a, b = gaussians(600, 32, 2), gaussians(500, 32, 3, shift=0.2)
-    ours = kid(a, b, subsets=20, subset_size=200, seed=7)
+    ours = kid(a, b, subsets=20, subset_size=200, seed=7, device="cpu")
     ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=20,
                                  kid_subset_size=200, rng_seed=7, verbose=False)
     assert ours["kid_mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-9)
@@ -61,15 +61,15 @@ def test_kid_equals_torch_fidelity():
 def test_kid_zero_for_one_distribution_positive_for_shifted():
     base = gaussians(4000, 32, 4)  # one distribution, two disjoint samples of it
     a, b = base[:2000], base[2000:]
-    same = kid(a, b, subsets=50, subset_size=500, seed=0)
-    shifted = kid(a, b + 0.5, subsets=50, subset_size=500, seed=0)
+    same = kid(a, b, subsets=50, subset_size=500, seed=0, device="cpu")
+    shifted = kid(a, b + 0.5, subsets=50, subset_size=500, seed=0, device="cpu")
     assert abs(same["kid_mean"]) <= 2 * same["kid_std"]
     assert shifted["kid_mean"] > 10 * shifted["kid_std"] > 0
 
 
 def test_kid_refuses_subsets_larger_than_the_sets():
     with pytest.raises(ConfigError, match="kid_subset_size"):
-        kid(np.zeros((50, 4)), np.zeros((80, 4)), subsets=2, subset_size=60)
+        kid(np.zeros((50, 4)), np.zeros((80, 4)), subsets=2, subset_size=60, seed=0, device="cpu")
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -78,7 +78,7 @@ def test_prdc_equals_reference_package(k, capsys):
 
     real, fake = gaussians(700, 16, 8), gaussians(600, 16, 9, shift=0.4)
     ref = compute_prdc(real, fake, nearest_k=k)
-    ours = prdc(real, fake, pr_k=k, dc_k=k, chunk=128)  # small chunks: several partial blocks
+    ours = prdc(real, fake, pr_k=k, dc_k=k, device="cpu", chunk=128)  # small chunks: several partial blocks
     for name in ("precision", "recall", "density", "coverage"):
         assert ours[name] == pytest.approx(float(ref[name]), abs=1e-12), name
 
@@ -87,7 +87,7 @@ def test_prdc_uses_pr_k_and_dc_k_separately():
     from prdc import compute_prdc
 
     real, fake = gaussians(400, 8, 10), gaussians(300, 8, 11, shift=0.3)
-    ours = prdc(real, fake, pr_k=3, dc_k=5, chunk=100)
+    ours = prdc(real, fake, pr_k=3, dc_k=5, device="cpu", chunk=100)
     r3, r5 = compute_prdc(real, fake, nearest_k=3), compute_prdc(real, fake, nearest_k=5)
     assert (ours["precision"], ours["recall"]) == pytest.approx((r3["precision"], r3["recall"]))
     assert (ours["density"], ours["coverage"]) == pytest.approx((r5["density"], r5["coverage"]))
@@ -122,7 +122,8 @@ def test_compute_metrics_reports_every_registered_metric():
     rng = np.random.default_rng(12)
     real = FeatureSet(gaussians(300, 8, 12).astype(np.float32), one_hot(rng.integers(0, 4, 300), 4))
     fake = FeatureSet(gaussians(200, 8, 13).astype(np.float32), one_hot(rng.integers(0, 4, 200), 4))
-    out = compute_metrics(Reference.of(real), fake, Settings(kid_subsets=5, kid_subset_size=100))
+    out = compute_metrics(Reference.of(real), fake, Settings(kid_subsets=5, kid_subset_size=100, pr_k=3,
+                                                                  dc_k=5, seed=0, device="cpu"))
     assert set(METRICS) == {"fid", "kid", "prdc", "classes"}
     assert set(out) == {"n", "fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
                         "classifier_score", "class_kl", "classes_covered"}

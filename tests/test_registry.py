@@ -17,15 +17,16 @@ import pandas as pd
 import pytest
 import torch
 
-from ganforge import tracking
 from ganforge.errors import GanforgeError
 from ganforge.nets import Generator, init_dcgan_weights, load_generator, save_generator
 from ganforge.sampling import generate
+from ganforge.tracking import promotion, serving
+from ganforge.tracking.store import Run
 
 
 def make_generator(path, seed: int) -> str:
     torch.manual_seed(seed)
-    G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8)
+    G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8, spectral_norm=False)
     init_dcgan_weights(G)
     save_generator(path, G, meta={"dataset": "mnist", "seed": seed})
     return str(path)
@@ -41,9 +42,9 @@ def store(tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = uri
     versions, decisions, runs = [], [], []
     for i, ratio in enumerate((3.0, 4.0, 2.5)):
-        run = tracking.Run.start("registry-test", {"train": {"seed": i}}, root=root)
-        versions.append(tracking.log_generator_model(run, make_generator(root / f"g{i}.pt", i), "mnist"))
-        decisions.append(tracking.promote_if_better(run, "mnist", None, ratio, root=root))
+        run = Run.start("registry-test", {"train": {"seed": i}}, root=root)
+        versions.append(serving.log_generator_model(run, make_generator(root / f"g{i}.pt", i), "mnist"))
+        decisions.append(promotion.promote_if_better(run, "mnist", None, ratio, root=root))
         run.finish()
         runs.append(run)
     yield {"root": root, "uri": uri, "versions": versions, "decisions": decisions, "runs": runs}
@@ -69,10 +70,10 @@ def test_worse_model_keeps_the_alias_and_better_one_takes_it(store):
     mv = c.get_model_version("ganforge-mnist", str(v2))
     assert mv.run_id == store["runs"][1].run_id and float(mv.tags["fid_ratio"]) == 4.0
     # re-evaluating the champion itself keeps it champion, even with a worse number
-    again = tracking.promote_if_better(store["runs"][2], "mnist", v3, 9.0, root=store["root"])
+    again = promotion.promote_if_better(store["runs"][2], "mnist", v3, 9.0, root=store["root"])
     assert again["registry.decision"] == "promoted"
-    assert tracking.champion(c, "mnist") == (v3, 9.0)
-    tracking.promote_if_better(store["runs"][2], "mnist", v3, 2.5, root=store["root"])
+    assert promotion.champion(c, "mnist") == (v3, 9.0)
+    promotion.promote_if_better(store["runs"][2], "mnist", v3, 2.5, root=store["root"])
 
 
 def test_champion_loads_in_a_fresh_process(store, tmp_path):
@@ -90,7 +91,7 @@ def test_champion_loads_in_a_fresh_process(store, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"shape": [5, 28, 28, 1], "dtype": "uint8"}
     G3, _ = load_generator(store["root"] / "g2.pt")  # the third generator is the champion
-    assert np.array_equal(np.load(out), tracking.generate_images(G3, seed=7, count=5))
+    assert np.array_equal(np.load(out), generate(G3, 5, seed=7, batch_size=5).transpose(0, 2, 3, 1))
 
 
 def test_pyfunc_requests(store):
@@ -107,15 +108,42 @@ def test_pyfunc_requests(store):
     # the sample stage's images for the same seeds, channels last
     G, _ = load_generator(store["root"] / "g0.pt")
     assert np.array_equal(whole, generate(G, 3, seed=10, batch_size=2).transpose(0, 2, 3, 1))
-    with pytest.raises(Exception, match="count"):
+    with pytest.raises(GanforgeError, match="count >= 1"):
         m.predict({"count": 0, "seed": 1})
-    with pytest.raises(GanforgeError, match="unconditional"):
-        G, _ = load_generator(store["root"] / "g0.pt")
-        tracking.generate_images(G, seed=0, count=2, classes=3)
+
+
+def test_pyfunc_refuses_bad_or_oversized_requests(store):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    m = mlflow.pyfunc.load_model("models:/ganforge-mnist/1")
+    # through the model, mlflow's schema (count and seed are longs) refuses NaN and fractions by column
+    for bad in ({"count": [float("nan")], "seed": [0]}, {"count": [2.5], "seed": [0]}):
+        with pytest.raises(MlflowException, match="column count"):
+            m.predict(pd.DataFrame(bad))
+    # 1,000 rows of 11 images: each row is small, the request is not
+    with pytest.raises(GanforgeError, match="at most 10000 images in all rows together, got 11000"):
+        m.predict(pd.DataFrame({"count": [11] * 1000, "seed": list(range(1000))}))
+    # called without the schema (in-process), the model's own check names the field
+    with pytest.raises(GanforgeError, match="row 0: seed must be a whole number, got nan"):
+        serving.request_rows(pd.DataFrame({"count": [1], "seed": [float("nan")]}))
+    with pytest.raises(GanforgeError, match="row 1: count must be a whole number, got 2.5"):
+        serving.request_rows(pd.DataFrame({"count": [1, 2.5], "seed": [0, 1]}))
+
+
+def test_a_nan_fid_ratio_is_never_promoted(store):
+    run = Run.start("registry-test", {"train": {"seed": 98}}, root=store["root"])
+    version = serving.log_generator_model(run, make_generator(store["root"] / "nan.pt", 98), "fashion-mnist")
+    decision = promotion.promote_if_better(run, "fashion-mnist", None, float("nan"), root=store["root"])
+    # no champion yet, and still not promoted: a NaN would win against nothing and never be beaten
+    assert decision["registry.decision"] == "rejected"
+    assert promotion.champion(run.client, "fashion-mnist") is None
+    assert promotion.promote_if_better(run, "fashion-mnist", version, 5.0, root=store["root"])[
+        "registry.decision"] == "promoted"
 
 
 def test_promote_without_a_registered_model_only_records_it(store):
-    run = tracking.Run.start("registry-test", {"train": {"seed": 99}}, root=store["root"])
-    decision = tracking.promote_if_better(run, "mnist", None, 0.1, root=store["root"])
+    run = Run.start("registry-test", {"train": {"seed": 99}}, root=store["root"])
+    decision = promotion.promote_if_better(run, "mnist", None, 0.1, root=store["root"])
     assert decision["registry.decision"] == "unregistered"
-    assert tracking.champion(run.client, "mnist")[0] == store["versions"][2]  # untouched
+    assert promotion.champion(run.client, "mnist")[0] == store["versions"][2]  # untouched

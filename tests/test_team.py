@@ -22,9 +22,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from ganforge import tracking
 from ganforge.nets import Generator, init_dcgan_weights, save_generator
+from ganforge.tracking import promotion, serving
+from ganforge.tracking.store import Run
 
+pytestmark = pytest.mark.slow  # real servers
 VENV_BIN = str(Path(sys.executable).parent)
 
 
@@ -90,25 +92,31 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def team_runs(server, tmp_path_factory):
-    """Three runs logged through the server: two evaluated (fid_ratio 1.8 and 1.2), one not; the first two
-    register their generator and go through promote_if_better."""
+    """Four runs logged through the server: two evaluated (fid_ratio 1.8 and 1.2), one not, and one KILLED
+    with the best fid_ratio (0.5, an interrupted training); the first two register their generator and go
+    through promote_if_better."""
     root = tmp_path_factory.mktemp("team-project")
     runs = []
-    for i, ratio in enumerate((1.8, 1.2, None)):
-        run = tracking.Run.start("team-test", {"base": {"dataset": "mnist"}, "train": {"lr": 10.0 ** -(i + 3),
+    for i, ratio in enumerate((1.8, 1.2, None, 0.5)):
+        run = Run.start("team-test", {"base": {"dataset": "mnist"}, "train": {"lr": 10.0 ** -(i + 3),
                                  "loss": "ns"}}, root=root)
         run.log_metrics({"loss_d": 1.0 - i / 10}, step=1)
+        if i == 3:
+            run.log_metrics({"fid_ratio": ratio})
+            run.finish("KILLED")
+            runs.append(run)
+            continue
         if ratio is not None:
             torch_seed_path = root / f"g{i}.pt"
             import torch
 
             torch.manual_seed(i)
-            G = Generator(z_dim=16, g_channels=8)
+            G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8, spectral_norm=False)
             init_dcgan_weights(G)
             save_generator(torch_seed_path, G)
-            version = tracking.log_generator_model(run, torch_seed_path, "mnist")
+            version = serving.log_generator_model(run, torch_seed_path, "mnist")
             run.log_metrics({"fid_ratio": ratio, "fid": ratio * 10})
-            tracking.promote_if_better(run, "mnist", version, ratio, root=root)
+            promotion.promote_if_better(run, "mnist", version, ratio, root=root)
         run.finish()
         runs.append(run)
     return runs
@@ -119,7 +127,7 @@ def test_server_keeps_runs_models_and_artifacts_in_the_project_store(server, tea
 
     c = MlflowClient(server["url"])
     exp = c.get_experiment_by_name("team-test")
-    assert len(c.search_runs([exp.experiment_id])) == 3
+    assert len(c.search_runs([exp.experiment_id])) == 4
     history = c.get_metric_history(team_runs[0].run_id, "loss_d")
     assert [m.value for m in history] == [1.0]
     # the second generator (fid_ratio 1.2) beat the first: it is the champion
@@ -150,6 +158,13 @@ def test_make_compare_lists_runs_best_fid_ratio_first(server, team_runs):
         [team_runs[1].run_id, team_runs[0].run_id, team_runs[2].run_id]  # 1.2, 1.8, not evaluated
     assert "train.lr" in proc.stdout and "fid_ratio" in proc.stdout and "1.2" in rows[0]
     assert rows[2].rstrip("│ ").endswith("-")  # no metrics: dashes, listed last
+    assert "FINISHED" in rows[0] and team_runs[3].run_id not in proc.stdout  # the KILLED run is left out
+    proc = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", "install", "compare",
+                           "ARGS=--experiment team-test --metric fid_ratio --all"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    rows = [line for line in proc.stdout.splitlines() if any(r.run_id in line for r in team_runs)]
+    assert proc.returncode == 0 and len(rows) == 4
+    assert team_runs[3].run_id in rows[0] and "KILLED" in rows[0]  # asked for: shown, with its status
 
 
 def post(url: str, path: str, body: dict) -> tuple[int, str]:
@@ -163,8 +178,44 @@ def post(url: str, path: str, body: dict) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def test_make_ui_opens_the_same_store_read_only(server, team_runs):
+def request(url: str, method: str, body: bytes | None = None) -> int:
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_make_ui_opens_the_same_store_read_only(server, team_runs, tmp_path):
     from mlflow import MlflowClient
+
+    # a run logged to the project's own store (as the stages do), with an artifact on local disk
+    store = tmp_path / "project"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        local = Run.start("ganforge", {"train": {"lr": 1}}, root=store)
+        (tmp_path / "note.txt").write_text("hello")
+        local.log_artifact(tmp_path / "note.txt")
+        local.finish()
+    finally:
+        os.environ["MLFLOW_TRACKING_URI"] = server["url"]
+    artifacts = store / "mlartifacts"
+    with make_server(store, target="ui") as ui_url:
+        # browsing works: the run and its artifact, read from the local path
+        query = f"run_id={local.run_id}&path=note.txt"
+        with urllib.request.urlopen(f"{ui_url}/get-artifact?{query}", timeout=30) as r:
+            assert r.read() == b"hello"
+        # the artifact proxy is off: no upload next to a model's python_model.pkl, no delete
+        proxy = f"{ui_url}/api/2.0/mlflow-artifacts/artifacts/1/{local.run_id}/artifacts"
+        assert request(f"{proxy}/python_model.pkl", "PUT", b"code") == 503
+        assert request(f"{proxy}/note.txt", "DELETE") == 503
+        assert [p.name for p in artifacts.rglob("*") if p.is_file()] == ["note.txt"]
+    log = (store / "ui.log").read_text()
+    exp_id = MlflowClient(uri).get_experiment_by_name("ganforge").experiment_id
+    assert f"{ui_url}/#/experiments/{exp_id}/runs?workflowType=machine_learning" in log
 
     with make_server(server["store"], target="ui") as ui_url:
         c = MlflowClient(ui_url)

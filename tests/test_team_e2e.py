@@ -25,25 +25,21 @@ from pathlib import Path
 import pytest
 from test_team import make_server
 
-from conftest import ROOT, dvc, make_project, set_params
+from conftest import ONE_THREAD, ROOT, dvc, make_project, set_params
 
+pytestmark = pytest.mark.slow  # whole pipelines against a real server
 STAGES = ("download", "evaluator", "train", "sample", "evaluate")
-pytestmark = pytest.mark.skipif(
-    not all((ROOT / "stages" / f"{s}.py").exists() for s in STAGES),
-    reason="needs every pipeline stage (stages/{download,evaluator,train,sample,evaluate}.py)",
-)
 
 # Every stage at toy size: the point is the plumbing (DVC, MLflow server, registry), not the quality.
 TINY = {
-    "evaluator.epochs": 1, "evaluator.floor_n": 500, "evaluator.device": "cpu",
+    "evaluator.epochs": 1, "evaluator.device": "cpu",
     "train.device": "cpu", "train.batch_size": 32, "train.kimg": 0.32, "train.z_dim": 16,
     "train.g_channels": 8, "train.d_channels": 8, "train.log_every": 2, "train.image_every": 4,
     "train.ckpt_every": 5,
-    "sample.n": 500, "sample.batch_size": 250, "sample.device": "cpu",
-    "evaluate.device": "cpu", "evaluate.kid_subsets": 10, "evaluate.kid_subset_size": 100,
+    "sample.batch_size": 250, "sample.device": "cpu",
+    "evaluate.device": "cpu", "evaluate.n": 500, "evaluate.kid_subsets": 10, "evaluate.kid_subset_size": 100,
 }
 QUEUED_LRS = ("0.0001", "0.0005")  # two at once with -j 2: concurrent writes to the server
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny nets: two threads per process only fight over two cores
 
 
 def git(*args, cwd):
@@ -106,7 +102,7 @@ def test_retrain_runs_the_pipeline_into_the_server(team):
     assert run.data.metrics["fid_ratio"] > 1  # 10 steps of training: far from the real-data floor
     # registry: version 1, from this run, champion (there was none)
     assert "registry.version" in run.data.tags, \
-        "no model version: stages/train.py must call tracking.log_generator_model(run, model, dataset)"
+        "no model version: stages/train.py must call serving.log_generator_model(run, model, dataset)"
     mv = c.get_model_version_by_alias("ganforge-mnist", "champion")
     assert int(mv.version) == 1 and mv.run_id == run.info.run_id
     assert run.data.tags["registry.decision"] == "promoted"

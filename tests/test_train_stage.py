@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import ROOT, dvc, make_project, run_stage, set_params
+from conftest import ONE_THREAD, ROOT, dvc, make_project, run_stage, set_params
 from ganforge.data.prepared import content_hash, load_info
 from ganforge.io import load_torch
 from ganforge.nets import load_generator
@@ -30,17 +31,6 @@ TINY = {"train.device": "cpu", "train.batch_size": 32, "train.kimg": STEPS * 32 
         "train.g_channels": 16, "train.d_channels": 16, "train.log_every": 10, "train.image_every": 40,
         "train.ckpt_every": 10}
 LOSS_COLUMNS = ("step", "kimg", "loss_d", "loss_g", "d_real", "d_fake")
-
-
-# One torch thread: these nets are tiny, and two threads fighting other processes for two cores spin-wait.
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> dict:
-    """One MLflow store for the module (creating a sqlite store costs seconds)."""
-    db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    return {"MLFLOW_TRACKING_URI": f"sqlite:///{db}", **ONE_THREAD}
 
 
 def workdir(path: Path, overrides: dict | None = None) -> Path:
@@ -97,6 +87,15 @@ def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
     images = [f.path for f in client.list_artifacts(run.info.run_id, "images")]
     steps = {int(p.split("+step+")[1].split("+")[0]) for p in images if "samples_fixed_z+step+" in p}
     assert steps == {40, 80}
+    # where a GAN user looks: the training view of the experiment, a readable run name, the dataset column
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert run.info.run_name == f"mnist-ns-{STEPS * 32 / 1000:g}kimg"
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "mnist"
+    assert dataset_input.dataset.digest == content_hash(load_info(tiny_mnist_dir))
+    assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "train"
+    assert json.loads(dataset_input.dataset.profile)["train_images"] == 2048
 
 
 def start_and_signal_after_checkpoint(cwd: Path, data: Path, env: dict, sig: signal.Signals) -> int:
@@ -156,6 +155,23 @@ def test_a_longer_kimg_continues_the_weights_in_a_new_mlflow_run(reference, tmp_
     assert losses(cwd)[1:-2] == losses(reference)[1:] and int(losses(cwd)[-1][0]) == STEPS + 20
 
 
+def test_resume_never_trains_from_step_0_over_a_finished_checkpoint(reference, tmp_path, tiny_mnist_dir,
+                                                                    store):
+    # CI's scheduled retrain: DVC keeps (and a remote restores) the persisted, finished checkpoint
+    cwd = tmp_path / "scratch"
+    shutil.copytree(reference, cwd)
+    set_params(cwd / "params.yaml", {"train.resume": "never"})
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 0, proc.stderr
+    assert "train.resume is never: training from step 0" in proc.stdout and "resuming" not in proc.stdout
+    assert [int(r[0]) for r in losses(cwd)[1:]] == list(range(10, STEPS + 1, 10))  # every step, again
+    run = run_of(cwd, store)
+    assert run.info.run_id != run_of(reference, store).info.run_id and "continues_run" not in run.data.tags
+    # from scratch with the same seed: the reference's weights, bit for bit
+    final, expected = load_torch(cwd / "models/generator.pt"), load_torch(reference / "models/generator.pt")
+    assert all(torch.equal(final["state_dict"][k], v) for k, v in expected["state_dict"].items())
+
+
 def test_divergence_exits_nonzero_and_fails_the_run(tmp_path, tiny_mnist_dir, store):
     cwd = workdir(tmp_path, {"train.lr": 3e8, "train.ckpt_every": 1})
     proc = train_cli(cwd, tiny_mnist_dir, store)
@@ -167,17 +183,24 @@ def test_divergence_exits_nonzero_and_fails_the_run(tmp_path, tiny_mnist_dir, st
 
 @pytest.mark.parametrize("overrides,message", [
     ({"train.device": "cuda"}, "no CUDA GPU is visible"),
-    ({"train.loss": "wgan"}, "train.loss"),
+    ({"train.loss": "softmax"}, "train.loss: unknown loss 'softmax' (allowed: "),
+    ({"train.lr": None}, "train.lr: missing key"),
+    ({"base.dataset": "fashion-mnist"}, "base.dataset is 'fashion-mnist' but"),
 ])
 def test_bad_device_or_params_exit_2_before_any_work(tmp_path, tiny_mnist_dir, store, overrides, message):
     if overrides.get("train.device") == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    cwd = workdir(tmp_path, overrides)
+    cwd = workdir(tmp_path, {k: v for k, v in overrides.items() if v is not None})
+    if None in overrides.values():  # the key is deleted from params.yaml, not set to null
+        params = yaml.safe_load((cwd / "params.yaml").read_text())
+        del params["train"]["lr"]
+        (cwd / "params.yaml").write_text(yaml.safe_dump(params))
     proc = train_cli(cwd, tiny_mnist_dir, store)
     assert proc.returncode == 2 and message in proc.stderr
     assert not (cwd / "results").exists() and not (cwd / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_dvc_exp_run_temp_logs_to_the_workspace_store(tmp_path, mnist_dir):
     # the dvc-run stages use the default store, <project root>/mlflow.db: no MLFLOW_TRACKING_URI here
     env = {"MLFLOW_TRACKING_URI": "", **ONE_THREAD}

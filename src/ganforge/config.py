@@ -1,7 +1,8 @@
 """Typed, validated views of params.yaml: one pydantic model per section, unknown keys forbidden.
 
-params.yaml is the only home of hyperparameters; the defaults below exist so that a section can be
-validated on its own in tests, and they mirror params.yaml (tests/test_config.py checks that they agree).
+params.yaml is the only home of hyperparameters: the models declare types, ranges and allowed values, and
+no defaults, so a missing key is an error naming it, exactly like an unknown one. Allowed names (datasets,
+losses, architectures, ...) come from the registries that implement them, never from a second list here.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ganforge.errors import ConfigError
 
-DATASETS = ("mnist", "fashion-mnist", "cifar10", "folder")
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
@@ -22,86 +22,107 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _registered(kind: str, names, value: str) -> str:
+    """`value` if the registry that implements `kind` has it; the error lists that registry's names."""
+    if value not in names:
+        raise ValueError(f"unknown {kind} {value!r} (allowed: {', '.join(names)})")
+    return value
+
+
 class Base(Section):
-    seed: int = Field(0, ge=0)
-    dataset: str = "mnist"  # checked against the registry by the download stage (exit 2 + valid names)
+    seed: int = Field(ge=0)
+    dataset: str
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from ganforge.data.registry import registry  # the dataset registry (plus GANFORGE_REGISTRY)
+
+        return _registered("dataset", tuple(registry()), v)
 
 
 class FolderSource(Section):
-    path: str | None = None
-    resolution: int = Field(64, ge=8, le=1024)
-    channels: Literal[1, 3] = 3
-    test_fraction: float = Field(0.1, gt=0, lt=1)
+    path: str | None
+    resolution: int = Field(ge=8, le=1024)
+    channels: Literal[1, 3]
+    test_fraction: float = Field(gt=0, lt=1)
 
 
 class Download(Section):
-    timeout_seconds: float = Field(30, gt=0)
-    retries: int = Field(3, ge=1)
-    backoff_seconds: float = Field(1.0, ge=0)
-    folder: FolderSource = FolderSource()
+    timeout_seconds: float = Field(gt=0)
+    retries: int = Field(ge=1)
+    backoff_seconds: float = Field(ge=0)
+    folder: FolderSource
 
 
 class Evaluator(Section):
-    device: Device = "auto"
-    epochs: int = Field(4, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    feature_dim: int = Field(128, ge=2)
-    floor_n: int = Field(10000, ge=10)
+    device: Device
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    feature_dim: int = Field(ge=2)
 
 
 class Ema(Section):
-    enabled: bool = True
-    decay: float = Field(0.999, ge=0, lt=1)
+    enabled: bool
+    decay: float = Field(ge=0, lt=1)
 
 
 class Train(Section):
-    device: Device = "auto"
-    fast: Literal["auto", "off"] = "auto"
-    loss: Literal["ns", "minimax"] = "ns"
-    z_dim: int = Field(100, ge=1)
-    g_channels: int = Field(64, ge=1)
-    d_channels: int = Field(64, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    beta1: float = Field(0.5, ge=0, lt=1)
-    beta2: float = Field(0.999, ge=0, lt=1)
-    kimg: float = Field(200, gt=0)
-    ema: Ema = Ema()
-    log_every: int = Field(20, ge=1)
-    image_every: int = Field(100, ge=1)
-    ckpt_every: int = Field(100, ge=1)
+    device: Device
+    fast: Literal["auto", "off"]
+    resume: Literal["auto", "never"]
+    loss: str
+    z_dim: int = Field(ge=1)
+    g_channels: int = Field(ge=1)
+    d_channels: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    beta1: float = Field(ge=0, lt=1)
+    beta2: float = Field(ge=0, lt=1)
+    kimg: float = Field(gt=0)
+    ema: Ema
+    log_every: int = Field(ge=1)
+    image_every: int = Field(ge=1)
+    ckpt_every: int = Field(ge=1)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from ganforge.losses import LOSSES
+
+        return _registered("loss", tuple(LOSSES), v)
 
 
 class Sample(Section):
-    n: int = Field(10000, ge=1)
-    batch_size: int = Field(500, ge=1)
-    truncation: float | None = Field(None, gt=0)
-    device: Device = "auto"
+    batch_size: int = Field(ge=1)
+    truncation: float | None = Field(gt=0)
+    device: Device
 
 
 class Evaluate(Section):
-    device: Device = "auto"
-    kid_subsets: int = Field(100, ge=1)
-    kid_subset_size: int = Field(1000, ge=2)
-    pr_k: int = Field(3, ge=1)
-    dc_k: int = Field(5, ge=1)
-    inception: bool = False
-    inception_weights: str | None = None
+    device: Device
+    n: int = Field(ge=10)  # the one evaluation sample size: generated images, and real ones in the floor
+    kid_subsets: int = Field(ge=1)
+    kid_subset_size: int = Field(ge=2)
+    pr_k: int = Field(ge=1)
+    dc_k: int = Field(ge=1)
+    inception: bool
+    inception_weights: str | None
 
 
 class Params(Section):
-    base: Base = Base()
-    download: Download = Download()
-    evaluator: Evaluator = Evaluator()
-    train: Train = Train()
-    sample: Sample = Sample()
-    evaluate: Evaluate = Evaluate()
+    base: Base
+    download: Download
+    evaluator: Evaluator
+    train: Train
+    sample: Sample
+    evaluate: Evaluate
 
 
-def _describe(err: dict, model: type[BaseModel]) -> str:
+def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:
     """One line per pydantic error: the dotted key, what is wrong, and what is allowed."""
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = prefix + ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         # walk the model tree to list the keys that *are* allowed at that level
         m: type[BaseModel] | None = model
@@ -110,20 +131,42 @@ def _describe(err: dict, model: type[BaseModel]) -> str:
             m = field.annotation if field and isinstance(field.annotation, type) else None
         allowed = ", ".join(m.model_fields) if m else "?"
         return f"{loc}: unknown key (allowed: {allowed})"
+    if err["type"] == "missing":
+        return f"{loc}: missing key (params.yaml is the only home of its value: add it)"
+    if err["type"] == "value_error":  # our validators: the message already says what is allowed
+        return f"{loc}: {err['msg'].removeprefix('Value error, ')}"
     return f"{loc}: {err['msg']} (got {err.get('input')!r})"
 
 
-def parse_params(raw: dict, path: str | Path = "params.yaml") -> Params:
-    """Validate a params mapping; raise ConfigError (exit 2) listing every bad key."""
-    try:
-        return Params.model_validate(raw or {})
-    except ValidationError as e:
-        lines = [_describe(err, Params) for err in e.errors()]
-        raise ConfigError(f"invalid params in {path}:\n  " + "\n  ".join(lines)) from None
+def parse_params(raw: dict | None, path: str | Path = "params.yaml",
+                 sections: tuple[str, ...] = ()) -> Params:
+    """Validate a params mapping; raise ConfigError (exit 2) listing every bad key.
+
+    sections: validate only these (a stage reads only its own, so it neither fails on nor imports the
+    registries of another stage's section); the others are left unset. Empty = every section.
+    """
+    raw = raw or {}
+    names = sections or tuple(Params.model_fields)
+    lines = [f"{k}: unknown section (allowed: {', '.join(Params.model_fields)})"
+             for k in raw if k not in Params.model_fields]
+    validated = {}
+    for name in names:
+        model = Params.model_fields[name].annotation
+        if name not in raw:
+            lines.append(f"{name}: missing section (params.yaml is the only home of its values: add it)")
+            continue
+        try:
+            validated[name] = model.model_validate(raw[name])
+        except ValidationError as e:
+            lines += [_describe(err, model, f"{name}.") for err in e.errors()]
+    if lines:
+        raise ConfigError(f"invalid params in {path}:\n  " + "\n  ".join(lines))
+    return Params.model_construct(**validated)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml. Missing file or bad YAML is a ConfigError, not a traceback."""
+def load_params(path: str | Path = "params.yaml", *sections: str) -> Params:
+    """Read and validate params.yaml (only `sections` when given). Missing file or bad YAML is a
+    ConfigError, not a traceback."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -133,4 +176,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
-    return parse_params(raw, path)
+    return parse_params(raw, path, sections)

@@ -1,4 +1,5 @@
-"""Small I/O helpers every stage shares: atomic writes, safe torch loading, project paths.
+"""Files, safely: atomic writes (files, JSON, npz, torch files, whole directories) and loading that
+never executes code.
 
 Atomic = write next to the target, fsync, then os.replace: a crash leaves either the old file or the
 new one, never half of one.
@@ -90,26 +91,6 @@ def atomic_dir(final: str | Path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_net(path: str | Path, net, fmt: str, meta: dict | None = None) -> Path:
-    """A network file that rebuilds itself: format tag, the constructor config (net.config()), CPU weights
-    and JSON-able meta, as plain dicts/tensors so it loads with weights_only=True (load_net)."""
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    return atomic_torch_save(path, {"format": fmt, "config": net.config(), "state_dict": state,
-                                    "meta": dict(meta or {})})
-
-
-def load_net(path: str | Path, fmt: str, cls, device="cpu", what: str = "network", hint: str = ""):
-    """(cls(**config) with the file's weights, in eval mode on `device`, the file's meta).
-
-    A file of another format is refused naming `what` it should have been, plus `hint` (what to run)."""
-    blob = load_torch(path)
-    if not isinstance(blob, dict) or blob.get("format") != fmt:
-        raise GanforgeError(f"{path} is not a ganforge {what} file (expected format {fmt}){hint}")
-    net = cls(**blob["config"])
-    net.load_state_dict(blob["state_dict"])
-    return net.to(device).eval(), dict(blob.get("meta", {}))
-
-
 def read_json(path: str | Path, hint: str):
     """A JSON file another stage wrote; missing or malformed is a GanforgeError that says what to run."""
     path = Path(path)
@@ -141,36 +122,3 @@ def load_torch(path: str | Path, map_location="cpu"):
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise GanforgeError(f"cannot read {path} (corrupt or not a torch file): {e}") from None
-
-
-def resolve_device(name: str):
-    """`auto` = cuda, else mps, else cpu. Asking for an absent accelerator is a ConfigError (exit 2)."""
-    import torch
-
-    from ganforge.errors import ConfigError
-
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    elif name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible (use device: auto or cpu)")
-    elif name == "mps" and not has_mps:
-        raise ConfigError("device 'mps' was asked for but MPS is not available (use device: auto or cpu)")
-    return torch.device(name)
-
-
-def project_root(start: str | Path | None = None) -> Path:
-    """The DVC project root that owns the shared stores (mlflow.db, mlartifacts/).
-
-    `dvc exp run --temp/--queue` executes in a copy under <root>/.dvc/tmp/exps/<tmpdir>/; runs from
-    there must land in the workspace's store, so such a path maps back to <root>.
-    """
-    p = Path(start or os.getcwd()).resolve()
-    parts = p.parts
-    for i in range(len(parts) - 3):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    for cand in (p, *p.parents):
-        if (cand / "dvc.yaml").exists() or (cand / ".dvc").is_dir():
-            return cand
-    return p

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import ConfigError, GanforgeError
 from ganforge.io import read_json
 
 SPLITS = ("train", "test")
@@ -34,8 +34,14 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
     return images, labels.astype(np.int64, copy=False)
 
 
-def load_info(data_dir: str | Path) -> dict:
-    return read_json(Path(data_dir) / "info.json", "run the download stage (dvc repro download)")
+def load_info(data_dir: str | Path, dataset: str | None = None) -> dict:
+    """info.json of a prepared directory; with `dataset`, also check that the directory holds that dataset
+    (base.dataset), so a stage never trains or judges one dataset under another's name."""
+    info = read_json(Path(data_dir) / "info.json", "run the download stage (dvc repro download)")
+    if dataset is not None and info.get("name") != dataset:
+        raise ConfigError(f"base.dataset is {dataset!r} but {data_dir} holds {info.get('name')!r}: run the "
+                          f"download stage for {dataset!r} (dvc repro download) or pass its --data directory")
+    return info
 
 
 def content_hash(info: dict) -> str:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import GanforgeError
-from ganforge.io import load_net, save_net
+from ganforge.nets.store import load_net, save_net
 
 EVALUATOR_FORMAT = "ganforge.evaluator/1"
 
@@ -32,8 +32,7 @@ class Evaluator(nn.Module):
         return {"channels": self.channels, "resolution": self.resolution, "num_classes": self.num_classes,
                 "feature_dim": self.feature_dim}
 
-    def __init__(self, channels: int = 1, resolution: int = 28, num_classes: int = 10,
-                 feature_dim: int = 128):
+    def __init__(self, channels: int, resolution: int, num_classes: int, feature_dim: int):
         super().__init__()
         self.channels, self.resolution = channels, resolution
         self.num_classes, self.feature_dim = num_classes, feature_dim

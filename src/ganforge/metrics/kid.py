@@ -23,8 +23,8 @@ def _mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(within - 2 * k_xy.sum() / (m * m))  # note: a host sync per subset (100 of them)
 
 
-def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
-        device: torch.device | str = "cpu") -> dict:
+def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int, subset_size: int, seed: int,
+        device: torch.device | str) -> dict:
     """real [N, F], fake [M, F] -> {'kid_mean', 'kid_std'} over `subsets` subsets of `subset_size` each."""
     n, m = len(real), len(fake)
     if subset_size > min(n, m):

@@ -30,8 +30,8 @@ def _kth_neighbour_radii(x: torch.Tensor, ks: tuple[int, ...], chunk: int) -> di
     return out
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, *, pr_k: int = 3, dc_k: int = 5, chunk: int = CHUNK,
-         device: torch.device | str = "cpu") -> dict:
+def prdc(real: np.ndarray, fake: np.ndarray, *, pr_k: int, dc_k: int, device: torch.device | str,
+         chunk: int = CHUNK) -> dict:
     """real [N, F], fake [M, F] -> {'precision', 'recall', 'density', 'coverage'}."""
     x = torch.as_tensor(np.asarray(real), dtype=torch.float64, device=device)
     y = torch.as_tensor(np.asarray(fake), dtype=torch.float64, device=device)

@@ -56,12 +56,18 @@ class Reference(FeatureSet):
 class Settings:
     """How the metrics are computed: the evaluate section of params.yaml plus the seed of KID's subsets."""
 
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    pr_k: int = 3
-    dc_k: int = 5
-    seed: int = 0
-    device: torch.device | str = "cpu"
+    kid_subsets: int
+    kid_subset_size: int
+    pr_k: int
+    dc_k: int
+    seed: int
+    device: torch.device | str
+
+    @classmethod
+    def of(cls, evaluate, seed: int, device: torch.device | str) -> Settings:
+        """From the evaluate section of params.yaml (config.Evaluate), base.seed and a resolved device."""
+        return cls(kid_subsets=evaluate.kid_subsets, kid_subset_size=evaluate.kid_subset_size,
+                   pr_k=evaluate.pr_k, dc_k=evaluate.dc_k, seed=seed, device=device)
 
 
 def float64_device(device: torch.device | str) -> torch.device:
@@ -123,7 +129,7 @@ def build_evaluator(
         raise GanforgeError("the evaluator needs labelled data with at least 2 classes; this dataset has one "
                             "(a flat image folder): arrange the images in one sub-folder per class")
     if floor_n > len(x_train):
-        raise ConfigError(f"evaluator.floor_n ({floor_n}) is larger than the training split "
+        raise ConfigError(f"evaluate.n ({floor_n}) is larger than the training split "
                           f"({len(x_train)} images): lower it")
     net = train_evaluator(x_train, y_train, num_classes=num_classes, feature_dim=feature_dim, epochs=epochs,
                           batch_size=batch_size, lr=lr, seed=settings.seed, device=device, progress=progress)
