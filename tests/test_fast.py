@@ -42,7 +42,7 @@ def test_off_cuda_the_fast_path_is_disabled_and_every_helper_is_the_identity():
         assert fp.step(train_step, [], []) is train_step  # the loop calls its own step, no wrapper
         # the one thing shared with the fast path on the CPU, in both modes: channels_last networks
         assert fp.channels_last
-        G, D = Generator(16, 1, 28, 8), Discriminator(1, 28, 8)
+        G, D = Generator(16, 1, 28, 8, False), Discriminator(1, 28, 8, False)
         fp.prepare(G, D)
         convs = [p for p in (*G.parameters(), *D.parameters()) if p.dim() == 4]
         assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)

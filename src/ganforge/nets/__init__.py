@@ -1,13 +1,88 @@
-"""Networks and the generator file format shared by train (writes) and sample/evaluate (read)."""
+"""Networks, their registry, and the generator file that train writes and sample/evaluate read.
 
+ARCHITECTURES maps a params.yaml name to the G and D classes, their weight init and the resolutions they
+support. A new architecture is one module plus one line here. Every G and D constructor takes the same
+keyword arguments (G: z_dim, channels, resolution, g_channels, spectral_norm; D: channels, resolution,
+d_channels, spectral_norm) and has config() returning them; the generator file stores that config and the
+architecture's name, so sample/evaluate/the MLflow model rebuild any G from the file alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ganforge.errors import ConfigError
+from ganforge.nets import dcgan, resnet
 from ganforge.nets.dcgan import Discriminator, Generator, init_dcgan_weights, net_plan
+from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator, init_resnet_weights
 from ganforge.nets.store import GENERATOR_FORMAT, load_generator, save_generator
 
+
+@dataclass(frozen=True)
+class Architecture:
+    G: type[nn.Module]
+    D: type[nn.Module]
+    init: Callable[[nn.Module], None]  # in-place weight init, seeded by the caller's global RNG
+    resolutions: tuple[int, ...]  # the data resolutions G and D are built for
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "dcgan": Architecture(Generator, Discriminator, init_dcgan_weights, dcgan.RESOLUTIONS),
+    "resnet": Architecture(ResNetGenerator, ResNetDiscriminator, init_resnet_weights, resnet.RESOLUTIONS),
+}
+
+
+def get_architecture(name: str, resolution: int | None = None) -> Architecture:
+    """The registry entry `name`; with `resolution`, also checks that it supports that resolution."""
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown architecture {name!r} (allowed: {', '.join(ARCHITECTURES)})")
+    arch = ARCHITECTURES[name]
+    if resolution is not None and resolution not in arch.resolutions:
+        raise ConfigError(f"architecture {name!r} does not support {resolution} px images "
+                          f"(supported resolutions: {', '.join(map(str, arch.resolutions))})")
+    return arch
+
+
+def architecture_name(G: nn.Module) -> str:
+    """The registry name of a network's architecture (what the generator file records)."""
+    for name, arch in ARCHITECTURES.items():
+        if type(G) in (arch.G, arch.D):
+            return name
+    raise ValueError(f"{type(G).__name__} is not the G or D of a registered architecture")
+
+
+def build_networks(architecture: str, *, z_dim: int, channels: int, resolution: int, g_channels: int,
+                   d_channels: int, g_spectral_norm: bool, d_spectral_norm: bool,
+                   ) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of `architecture`, initialised from the global torch RNG (seed it first), on the CPU.
+
+    Order of the random draws, kept from the original loop so a seed gives the same DCGAN as before: G's and
+    D's constructors (default init, spectral norm's vectors), then G's init, then D's."""
+    arch = get_architecture(architecture, resolution)
+    G = arch.G(z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
+               spectral_norm=g_spectral_norm)
+    D = arch.D(channels=channels, resolution=resolution, d_channels=d_channels, spectral_norm=d_spectral_norm)
+    arch.init(G)
+    arch.init(D)
+    return G, D
+
+
 __all__ = [
+    "ARCHITECTURES",
     "GENERATOR_FORMAT",
+    "Architecture",
     "Discriminator",
     "Generator",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
+    "architecture_name",
+    "build_networks",
+    "get_architecture",
     "init_dcgan_weights",
+    "init_resnet_weights",
     "load_generator",
     "net_plan",
     "save_generator",

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ganforge.errors import GanforgeError
 from ganforge.losses import make_loss
-from ganforge.nets import Discriminator, Generator, init_dcgan_weights
+from ganforge.nets import build_networks
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
 from ganforge.train.ema import make_ema, update_ema
@@ -64,8 +64,8 @@ def stream_seed(seed: int, stream: str) -> int:
 
 @dataclass
 class TrainResult:
-    G: Generator  # the trained generator (train mode)
-    G_ema: Generator | None  # its moving average (eval mode), None when EMA is off
+    G: torch.nn.Module  # the trained generator (train mode)
+    G_ema: torch.nn.Module | None  # its moving average (eval mode), None when EMA is off
     history: list[dict]  # one row per log interval: step, kimg, loss_d, loss_g, the loss's stats, img_per_s
     grid: np.ndarray  # uint8 [H, W] (grey) or [H, W, C]: the last fixed-z 8x8 grid
     step: int  # steps done
@@ -109,10 +109,9 @@ def train(
 
     # Networks: initialised from the seed on the CPU, then moved: every device starts from the same weights.
     torch.manual_seed(stream_seed(seed, "init"))
-    G = Generator(z_dim, channels, resolution, g_channels)
-    D = Discriminator(channels, resolution, d_channels)
-    init_dcgan_weights(G)
-    init_dcgan_weights(D)
+    G, D = build_networks("dcgan", z_dim=z_dim, channels=channels, resolution=resolution,
+                          g_channels=g_channels, d_channels=d_channels, g_spectral_norm=False,
+                          d_spectral_norm=False)
     G, D = G.to(dev).train(), D.to(dev).train()
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
