@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Retrain and report: what .github/workflows/retrain.yml runs on a GPU runner, and `make retrain` locally.
 #
-#   scripts/retrain.sh          set up, dvc pull (when a remote is configured), reproduce, dvc push, report
-#   scripts/retrain.sh report   only write the report (e.g. again, once CI knows the grid's artifact URL)
+#   scripts/retrain.sh            set up, dvc pull (when a remote is configured), reproduce, dvc push, report
+#   scripts/retrain.sh MODE       one step: setup, pull, reproduce, push or report. CI runs them as separate
+#                                 steps so that each gets only the secrets it needs (see retrain.yml);
+#                                 `report` also writes the report again once CI knows the grid's URL
 #
 # Environment, all optional:
 #   RETRAIN_OVERRIDES    params overrides, space-separated key=value ("train.kimg=400 train.lr=0.0001"):
-#                        reproduce with `dvc exp run -S key=value ...` instead of `dvc repro`. Each word is
-#                        checked and passed as one argument; nothing of it is evaluated by the shell.
+#                        reproduce with `dvc exp run -S key=value ...` instead of `dvc repro`. Every key must
+#                        be a setting of params.yaml, every value a plain number, boolean, null or word; each
+#                        word is passed as one argument and nothing of it is evaluated by the shell.
 #   RETRAIN_BASE         git revision the report compares with (default HEAD, the last commit)
-#   RETRAIN_FORCE        true = rerun every stage even if cached (the weekly scheduled run)
+#   RETRAIN_FORCE        true = rerun every stage and train from step 0 (the weekly scheduled run)
 #   RETRAIN_SETUP        false = skip `make install` (an environment that is already set up)
 #   RETRAIN_REPORT       the markdown report (default results/retrain/report.md)
 #   RETRAIN_GRID_URL     where readers can get the sample grid (CI: the uploaded artifact)
@@ -28,11 +31,7 @@ log="$(dirname "$report")/repro.log"
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
 
-setup() {
-    if [ "${RETRAIN_SETUP:-true}" != false ]; then
-        say "set-up (make install)"
-        make install
-    fi
+use_venv() {
     # dvc runs `python stages/...`: the project's venv must come first, as in `make run`
     if [ -x .venv/bin/dvc ]; then PATH="$PWD/.venv/bin:$PATH"; fi
     command -v dvc >/dev/null || die "dvc not found: run make install (or put the venv on PATH)"
@@ -40,47 +39,97 @@ setup() {
 
 has_remote() { [ -n "$(dvc remote list)" ]; }
 
-# The plugin for the default remote's storage type (dvc alone speaks only to local and HTTP remotes).
+# The plugin for the default remote's storage type (dvc alone speaks only to local and HTTP remotes), at an
+# exact version: its code runs with the remote's credentials, so a new upload to PyPI must not change it
+# under us (these versions accept dvc 3.67; move them with dvc).
 remote_plugin() {
     local url
     url="$(dvc remote list | awk 'NR == 1 {print $2}')"
     case "$url" in
-        s3://*) echo dvc-s3 ;; gs://*) echo dvc-gs ;; azure://*) echo dvc-azure ;;
-        ssh://*) echo dvc-ssh ;; webdav://* | webdavs://*) echo dvc-webdav ;; *) echo "" ;;
+        s3://*) echo dvc-s3==3.3.0 ;; gs://*) echo dvc-gs==3.1.0 ;; azure://*) echo dvc-azure==3.1.1 ;;
+        ssh://*) echo dvc-ssh==4.3.0 ;; webdav://* | webdavs://*) echo dvc-webdav==3.0.1 ;; *) echo "" ;;
     esac
 }
+
+# make install, and the remote's plugin: everything that installs code, run before any secret is needed
+setup() {
+    if [ "${RETRAIN_SETUP:-true}" != false ]; then
+        say "set-up (make install)"
+        make install
+    fi
+    use_venv
+    local plugin
+    if has_remote; then plugin="$(remote_plugin)"; else plugin=""; fi
+    if [ -n "$plugin" ] && [ "$(pip_version "${plugin%%==*}")" != "${plugin##*==}" ]; then
+        say "installing $plugin for the remote"
+        python -m pip install --disable-pip-version-check -q "$plugin"
+    fi
+}
+
+pip_version() { python -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" 2>/dev/null; }
 
 pull() {
     if ! has_remote; then
         say "no DVC remote configured: skipping dvc pull (everything is built here)"
         return
     fi
-    local plugin
-    plugin="$(remote_plugin)"
-    if [ -n "$plugin" ] && ! python -c "import ${plugin//-/_}" 2>/dev/null; then
-        say "installing $plugin for the remote"
-        python -m pip install --disable-pip-version-check -q "$plugin"
-    fi
     say "dvc pull (outputs of the committed dvc.lock, and the run cache)"
     # --allow-missing: outputs the remote lacks yet are simply reproduced below
     dvc pull --run-cache --allow-missing
 }
 
-# RETRAIN_OVERRIDES -> overrides=(-S key=value ...), checked before any work is done.
-overrides=()
+# RETRAIN_OVERRIDES -> overrides=(-S key=value ...). `dvc exp run -S` accepts far more than params.yaml
+# settings: `FILE:key=...` rewrites any YAML, TOML, JSON or Python file (src/ganforge/train/loop.py:X=...),
+# and values go through Hydra and OmegaConf (${oc.env:AWS_SECRET_ACCESS_KEY} would write a secret into
+# params.yaml). So a key is dotted names only and must be a setting that params.yaml already has, and a
+# value is a plain number, boolean, null or word; anything else stops the script (exit 2) before any work.
+words=() overrides=()
 parse_overrides() {
-    local words=() w
+    local w
     read -r -a words <<< "${RETRAIN_OVERRIDES:-}"
     for w in "${words[@]}"; do
-        [[ "$w" =~ ^[A-Za-z0-9_.:/-]+=[^[:space:]]*$ ]] \
-            || die "override '$w' is not key=value (e.g. train.kimg=400); separate several with spaces"
+        [[ "$w" =~ ^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=[A-Za-z0-9_.+-]+$ ]] \
+            || die "override '$w' is not setting=value (e.g. train.kimg=400: a dotted key of params.yaml, a" \
+                   "number, true/false, null or a word of letters, digits and _.+-); separate several with spaces"
         overrides+=(-S "$w")
     done
 }
 
+# Each key must name a setting (not a section) of params.yaml, which -S would otherwise add or replace.
+# Python reads the YAML, so this runs once the venv is there (after set-up).
+check_override_keys() {
+    [ "${#words[@]}" -gt 0 ] || return 0
+    local unknown
+    unknown="$(python - "${words[@]}" <<'PY'
+import sys
+import yaml
+
+with open("params.yaml") as f:
+    params = yaml.safe_load(f)
+for word in sys.argv[1:]:
+    node = params
+    for name in word.partition("=")[0].split("."):
+        node = node.get(name, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict):  # missing, or a whole section
+        print(word)
+        break
+PY
+)" || die "cannot read params.yaml to check the overrides (python with pyyaml on PATH?)"
+    [ -z "$unknown" ] || die "override '$unknown': params.yaml has no setting ${unknown%%=*}"
+}
+
 reproduce() {
-    local args=("${overrides[@]}")
-    if [ "${RETRAIN_FORCE:-false}" = true ]; then args=(--force "${args[@]}"); fi
+    local args=()
+    if [ "${RETRAIN_FORCE:-false}" = true ]; then
+        # From scratch: --force reruns every stage, but train would resume its persisted checkpoint (already
+        # at the last step) and train nothing. train.resume=never is a params setting, so it goes through
+        # `dvc exp run -S` like any override: it is recorded in params.yaml, dvc.lock and the report's params
+        # diff, where a flag outside params (an environment variable, deleting checkpoints/) would leave no
+        # trace. It comes last, so it wins over a resume given in RETRAIN_OVERRIDES.
+        overrides+=(-S train.resume=never)
+        args=(--force)
+    fi
+    args+=("${overrides[@]}")
     mkdir -p "$(dirname "$log")"
     if [ "${#overrides[@]}" -gt 0 ]; then
         say "dvc exp run ${args[*]}"
@@ -151,8 +200,13 @@ write_report() {
     cat "$report"
 }
 
+# Overrides are checked wherever they will be used, before anything else is done with them.
 case "$mode" in
-    all) parse_overrides; setup; pull; reproduce; push; write_report ;;
-    report) RETRAIN_SETUP=false setup; write_report ;;
-    *) die "usage: scripts/retrain.sh [all|report]" ;;
+    all) parse_overrides; setup; check_override_keys; pull; reproduce; push; write_report ;;
+    setup) parse_overrides; setup; check_override_keys ;;
+    pull) use_venv; pull ;;
+    reproduce) parse_overrides; use_venv; check_override_keys; reproduce ;;
+    push) use_venv; push ;;
+    report) use_venv; write_report ;;
+    *) die "usage: scripts/retrain.sh [all|setup|pull|reproduce|push|report]" ;;
 esac

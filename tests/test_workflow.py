@@ -7,6 +7,7 @@ training anything; tests/test_team_e2e.py runs it on the real pipeline.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,10 @@ def run(cmd, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def secret_names(node) -> list[str]:
+    return sorted(set(re.findall(r"\$\{\{\s*secrets\.(\w+)", json.dumps(node))))
+
+
 def test_workflow_shape():
     wf = yaml.safe_load(WORKFLOW.read_text())
     on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
@@ -38,9 +43,9 @@ def test_workflow_shape():
     assert on["workflow_dispatch"]["inputs"]["overrides"]["required"] is False
     assert wf["permissions"] == {} and "group" in wf["concurrency"]
     (job,) = wf["jobs"].values()
-    assert "gpu" in job["runs-on"] and job["timeout-minutes"] > 0
+    assert "gpu" in job["runs-on"] and job["timeout-minutes"] > 0 and job["environment"] == "retrain"
     assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
-    assert job["env"]["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
+    assert job["env"] == {"RETRAIN_OVERRIDES": "${{ inputs.overrides }}"}
     steps = job["steps"]
     for step in steps:
         if "uses" in step:
@@ -48,10 +53,32 @@ def test_workflow_shape():
         # inputs reach shell code only through env: no ${{ }} inside any run block
         assert "${{" not in step.get("run", ""), step["run"]
     assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["fetch-depth"] == 0
-    retrain = next(s for s in steps if s.get("run") == "scripts/retrain.sh")
-    assert retrain["env"]["RETRAIN_OVERRIDES"] == "${{ inputs.overrides }}"
     assert any("GITHUB_STEP_SUMMARY" in s.get("run", "") for s in steps)
     assert any("createComment" in s.get("with", {}).get("script", "") for s in steps)
+
+    # each secret reaches only the step of retrain.sh that uses it; set-up (make install: every dependency's
+    # install code) and the report get none, and nothing is set for the whole job
+    remote = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    mlflow = ["MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME"]
+    script_steps = [(s["run"].split("\n")[0].removeprefix("scripts/retrain.sh "), secret_names(s))
+                    for s in steps if s.get("run", "").startswith("scripts/retrain.sh")]
+    assert script_steps == [("setup", []), ("pull", remote), ("reproduce", mlflow), ("push", remote),
+                            ("report", [])]
+    assert secret_names({k: v for k, v in wf.items() if k != "jobs"}) == []
+    assert secret_names({k: v for k, v in job.items() if k != "steps"}) == []
+    assert [secret_names(s) for s in steps if "uses" in s] == [[], [], []]
+    reproduce = next(s for s in steps if s.get("run") == "scripts/retrain.sh reproduce")
+    assert reproduce["env"]["RETRAIN_FORCE"] == "${{ github.event_name == 'schedule' }}"
+
+
+def test_remote_plugins_are_pinned():
+    # the plugin that retrain.sh installs for the remote runs with the remote's credentials: exact versions
+    script = (ROOT / "scripts" / "retrain.sh").read_text()
+    start = script.index("remote_plugin() {")
+    plugins = re.findall(r"echo (dvc-\S*)", script[start:script.index("\n}\n", start)])
+    assert sorted(p.split("==")[0] for p in plugins) == ["dvc-azure", "dvc-gs", "dvc-s3", "dvc-ssh",
+                                                         "dvc-webdav"]
+    assert all(re.fullmatch(r"dvc-[a-z0-9]+==\d+\.\d+\.\d+", p) for p in plugins), plugins
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +130,15 @@ open("results/toy/model.txt", "w").write(repr(x))
 m = x * 2 if isinstance(x, (int, float)) else len(str(x))
 json.dump({"m": m}, open("results/toy/metrics.json", "w"))
 """
+# params.yaml of the toy: x for its stage, and settings shaped like the project's, for the override checks
+TOY_PARAMS = """\
+x: 1
+train:
+  lr: 0.0002
+  resume: auto
+evaluate:
+  inception_weights: null
+"""
 TOY_DVC = """\
 stages:
   toy:
@@ -133,7 +169,9 @@ def toy(tmp_path):
     shutil.copy2(ROOT / "scripts" / "retrain.sh", a / "scripts")
     (a / "toy.py").write_text(TOY_STAGE)
     (a / "dvc.yaml").write_text(TOY_DVC)
-    (a / "params.yaml").write_text("x: 1\n")
+    (a / "params.yaml").write_text(TOY_PARAMS)
+    (a / "src" / "ganforge" / "train").mkdir(parents=True)
+    (a / "src" / "ganforge" / "train" / "loop.py").write_text("GRID_SIZE = 8\n")  # a target for `FILE:key`
     (a / ".gitignore").write_text("/results/\n")
     git("init", "-q", cwd=a)
     assert dvc("init", "-q", cwd=a).returncode == 0
@@ -160,7 +198,7 @@ def test_retrain_pushes_then_a_fresh_clone_hits_the_cache_and_reports_diffs(toy,
     assert "No metric changed." in report and "No param changed." in report
 
     # a params change retrains, and the report shows both diffs against the base commit
-    (b / "params.yaml").write_text("x: 5\n")
+    (b / "params.yaml").write_text(TOY_PARAMS.replace("x: 1", "x: 5"))
     proc, report = retrain(b, RETRAIN_BASE="HEAD")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Stages run: toy." in report
@@ -168,17 +206,43 @@ def test_retrain_pushes_then_a_fresh_clone_hits_the_cache_and_reports_diffs(toy,
     assert re.search(r"\| params.yaml +\| x +\| 1 +\| 5 ", report), report
 
 
-def test_retrain_overrides_are_data_never_shell(toy):
-    # would create `pwned` if anything evaluated it as shell (unquoted $IFS splits words); the single
-    # quotes are dvc's (Hydra override syntax for a string with parentheses), not the shell's
-    payload = """x='$(touch$IFS""pwned)'"""
-    proc, report = retrain(toy, RETRAIN_OVERRIDES=payload)
+def test_retrain_overrides_are_arguments_to_dvc_exp_run(toy):
+    proc, report = retrain(toy, RETRAIN_OVERRIDES="x=7  train.lr=0.0001")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"dvc exp run -S {payload}" in proc.stderr
-    assert yaml.safe_load((toy / "params.yaml").read_text())["x"] == '$(touch$IFS""pwned)'
-    assert (toy / "results" / "toy" / "model.txt").read_text() == repr('$(touch$IFS""pwned)')
-    assert not list(toy.rglob("pwned"))
-    # a word that is not key=value stops the script before any work
-    proc, _ = retrain(toy, RETRAIN_OVERRIDES="x=2 $(touch pwned)")
-    assert proc.returncode == 2 and "is not key=value" in proc.stderr
-    assert "dvc pull" not in proc.stderr and not list(toy.rglob("pwned"))
+    assert "dvc exp run -S x=7 -S train.lr=0.0001" in proc.stderr and "Overrides: `x=7  train.lr" in report
+    assert (toy / "results" / "toy" / "model.txt").read_text() == "7"
+    assert yaml.safe_load((toy / "params.yaml").read_text())["train"]["lr"] == 0.0001
+
+
+@pytest.mark.parametrize("word,why", [
+    # dvc's FILE:key form: `dvc exp run -S` would rewrite a Python source file of the project
+    ("src/ganforge/train/loop.py:GRID_SIZE=__import__('os').getcwd()", "is not setting=value"),
+    ("params.yaml:train.lr=1", "is not setting=value"),
+    # OmegaConf resolvers: the secret of the environment would be written into params.yaml
+    ("evaluate.inception_weights=${oc.env:AWS_SECRET_ACCESS_KEY}", "is not setting=value"),
+    ("train.lr=${train.resume}", "is not setting=value"),
+    ("x='$(touch$IFS\"\"pwned)'", "is not setting=value"),  # shell text (unquoted $IFS splits words)
+    ("train/lr=1", "is not setting=value"),
+    ("train.nosuch=1", "params.yaml has no setting train.nosuch"),
+    ("train=1", "params.yaml has no setting train"),  # a whole section
+], ids=["python-file", "params-file", "resolver-secret", "resolver", "shell", "slash-key", "unknown-key",
+        "section"])
+def test_retrain_refuses_overrides_beyond_params_settings(toy, word, why):
+    files = [toy / "params.yaml", toy / "src" / "ganforge" / "train" / "loop.py"]
+    before = [f.read_bytes() for f in files]
+    # a valid word first: one bad word stops them all
+    proc, _ = retrain(toy, RETRAIN_OVERRIDES=f"x=2 {word}", AWS_SECRET_ACCESS_KEY="s3cret-for-the-test")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"error: override '{word}'" in proc.stderr and why in proc.stderr
+    assert "dvc pull" not in proc.stderr and "dvc exp run" not in proc.stderr
+    assert [f.read_bytes() for f in files] == before
+    assert not (toy / "results").exists() and not list(toy.rglob("pwned"))
+
+
+def test_scheduled_retrain_trains_from_scratch(toy):
+    # RETRAIN_FORCE (the weekly run) adds train.resume=never after any user override, so it always wins
+    proc, report = retrain(toy, RETRAIN_FORCE="true", RETRAIN_OVERRIDES="x=3 train.resume=auto")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "dvc exp run --force -S x=3 -S train.resume=auto -S train.resume=never" in proc.stderr
+    assert yaml.safe_load((toy / "params.yaml").read_text())["train"]["resume"] == "never"
+    assert "Stages run: toy." in report
