@@ -172,7 +172,7 @@ def test_unknown_dataset_exits_2_with_valid_names(tmp_path):
     proc, out = download(tmp_path, "imagenet")
     assert proc.returncode == 2
     assert "unknown dataset 'imagenet'" in proc.stderr
-    assert "valid names: mnist, fashion-mnist, cifar10, folder" in proc.stderr
+    assert "allowed: mnist, fashion-mnist, cifar10, folder" in proc.stderr
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
