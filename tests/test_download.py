@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from PIL import Image
 from conftest import ROOT, run_stage, set_params
 from ganforge.data import http_fetch
 from ganforge.data.cifar import safe_unpickle_batch
+from ganforge.data.idx import parse_idx
 from ganforge.data.prepared import load_info, load_split
 from ganforge.errors import GanforgeError
 
@@ -165,6 +167,17 @@ def test_always_truncated_gives_up_with_the_byte_count(tmp_path, server):
     server.routes["/f"] = Route(b"y" * 1000, ranges=False, truncate=99)
     with pytest.raises(http_fetch.FetchError, match=r"truncated: got 500 of 1000 bytes \(gave up after 2"):
         http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=2, retries=2, backoff=0.01)
+
+
+@pytest.mark.parametrize("data,why", [
+    (b"\0\0\x08\x03\0\0\0\x05", "truncated header (8 bytes, 3 sizes need 16)"),
+    # 65536**4 = 2**64: an int64 product wraps to 0 and would take this 20-byte header for a whole file
+    (bytes([0, 0, 8, 4]) + np.full(4, 65536, ">u4").tobytes(),
+     "header says shape (65536, 65536, 65536, 65536) (18446744073709551636 bytes), file has 20 bytes"),
+], ids=["short-header", "size-product-past-int64"])
+def test_malformed_idx_header_is_an_error_naming_the_file(data, why):
+    with pytest.raises(GanforgeError, match=re.escape(f"t10k-images-idx3-ubyte: {why}")):
+        parse_idx(data, "t10k-images-idx3-ubyte")
 
 
 # ------------------------------------------------------------------------------------------------ bad input

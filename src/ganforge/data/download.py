@@ -34,8 +34,8 @@ def split_sha256(images: np.ndarray, labels: np.ndarray) -> str:
 
 def _idx_splits(files: dict[str, CachedFile]) -> dict[str, Split]:
     def pair(prefix: str) -> Split:
-        return read_idx_pair(files[f"{prefix}-images-idx3-ubyte"].path.read_bytes(),
-                             files[f"{prefix}-labels-idx1-ubyte"].path.read_bytes(), prefix)
+        images, labels = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+        return read_idx_pair(files[images].path.read_bytes(), files[labels].path.read_bytes(), images, labels)
 
     return {"train": pair("train"), "test": pair("t10k")}
 
