@@ -28,6 +28,7 @@ class Route:
     ranges: bool = True          # honour "Range: bytes=N-" with 206
     truncate: int = 0            # this many responses stop after half the body (Content-Length promises all)
     delay: float = 0.0           # seconds to wait before answering (a stalled server)
+    content_length: bool = True  # False: no Content-Length, the body ends when the connection closes
     sent: int = 0                # body bytes written so far, over all requests
 
 
@@ -56,7 +57,8 @@ class LoopbackServer:
                 if rng and route.ranges and rng.startswith("bytes=") and rng.endswith("-"):
                     start, status = int(rng[6:-1]), 206
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body) - start))
+                if route.content_length:
+                    self.send_header("Content-Length", str(len(body) - start))
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.end_headers()

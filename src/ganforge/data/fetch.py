@@ -6,7 +6,7 @@ Cache layout ($GANFORGE_CACHE, default ~/.cache/ganforge):
   <dataset>/.lock           held while fetching, so parallel runs (dvc exp run --queue -j2) do not collide
   downloads/*.part          interrupted HTTP transfers, resumed by the next run
 A cached file is re-hashed on every use (~0.1 s for MNIST); one that no longer matches is removed and
-fetched again.
+fetched again. No file is downloaded, extracted or decompressed past max_bytes(its registry size).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import gzip
 import hashlib
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +56,25 @@ def _digests(data: bytes, algo: str) -> tuple[str, str]:
     return (sha if algo == "sha256" else hashlib.new(algo, data).hexdigest()), sha
 
 
-def decode(file: str, raw: bytes) -> bytes:
-    """Gunzip when the bytes say gzip (mirrors differ in what they compress, names lie)."""
+def max_bytes(size: int) -> int:
+    """The most bytes a file of `size` decoded bytes may take, as downloaded or once decompressed: an eighth
+    more plus 64 KiB, room for gzip's overhead on incompressible data and for a registry size a little off."""
+    return size + size // 8 + (64 << 10)
+
+
+def decode(file: str, raw: bytes, limit: int) -> bytes:
+    """Gunzip when the bytes say gzip (mirrors differ in what they compress, names lie), streaming and
+    stopping past `limit` bytes: a 1 KB gzip can inflate to a gigabyte, and the hash is checked only after."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+            data = f.read(limit + 1)  # one byte more than allowed tells "too large" apart from "just fits"
     except (OSError, EOFError, zlib.error) as e:
         raise mirrors.MirrorError(f"{file}: corrupt gzip data ({e})") from None
+    if len(data) > limit:
+        raise mirrors.too_large(file, limit, "its decompressed size")
+    return data
 
 
 @contextlib.contextmanager
@@ -88,8 +100,8 @@ def _cached(path: Path, expected: str) -> CachedFile | None:
     return CachedFile(path, sha, source.read_text().strip() if source.exists() else "unknown")
 
 
-def _store(path: Path, file: str, raw: bytes, expected: str, source: str) -> CachedFile:
-    data = decode(file, raw)
+def _store(path: Path, file: str, raw: bytes, expected: str, source: str, limit: int) -> CachedFile:
+    data = decode(file, raw, limit)
     algo, _, want = expected.partition(":")
     got, sha = _digests(data, algo)
     if got != want:
@@ -119,8 +131,9 @@ def fetch_dataset(name: str, spec: DatasetSpec, cfg: Download) -> dict[str, Cach
             task = bar.add_task(label, total=None)
             return lambda done, total: bar.update(task, completed=done, total=total)
 
+        limits = {f: max_bytes(spec.sizes[f]) for f in spec.files}
         settings = mirrors.Settings(cfg.timeout_seconds, cfg.retries, cfg.backoff_seconds, root / "downloads",
-                                    progress=track)
+                                    limits, progress=track)
         for mirror in spec.mirrors:
             missing = [f for f in spec.files if f not in have]
             if not missing:
@@ -131,7 +144,8 @@ def fetch_dataset(name: str, spec: DatasetSpec, cfg: Download) -> dict[str, Cach
                 # closing(): a mirror stopped half-way still cleans up (temp dirs, a bad archive)
                 with contextlib.closing(mirrors.fetch(mirror, missing, settings)) as fetched:
                     for file, raw in fetched:
-                        have[file] = _store(directory / file, file, raw, spec.files[file], mirror)
+                        have[file] = _store(directory / file, file, raw, spec.files[file], mirror,
+                                            limits[file])
             except mirrors.MirrorError as e:
                 failures.append(f"{mirror}: {e}")
                 console.print(f"mirror failed: {failures[-1]}")

@@ -9,6 +9,8 @@ reach:
 - everything else (5xx, read timeouts, resets, truncated bodies): retried with back-off. The bytes already
   received stay in `<dest>.part`; the next attempt asks for the rest with a Range request, and starts over
   when the server ignores Range (status 200 instead of 206).
+- a body longer than `max_bytes` (announced, or counted while it streams in): permanent, the partial file is
+  removed. Two mirrors are plain HTTP, so anyone on the path can send anything; the hash check comes later.
 """
 
 from __future__ import annotations
@@ -51,7 +53,12 @@ def _why_unreachable(reason: object) -> str:
     return str(reason)
 
 
-def _attempt(url: str, part: Path, timeout: float, progress: Progress | None) -> None:
+def _too_large(part: Path, max_bytes: int) -> FetchError:
+    part.unlink(missing_ok=True)
+    return FetchError(f"refused: larger than this file's limit of {max_bytes:,} bytes")
+
+
+def _attempt(url: str, part: Path, timeout: float, max_bytes: int, progress: Progress | None) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT}
     if have:
@@ -82,9 +89,13 @@ def _attempt(url: str, part: Path, timeout: float, progress: Progress | None) ->
             have = 0  # the server sent the whole file (no Range support): restart
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length and length.isdigit() else None
+        if total is not None and total > max_bytes:
+            raise _too_large(part, max_bytes)
         try:
             with part.open("ab" if resumed else "wb") as f:
                 while chunk := resp.read(CHUNK):
+                    if have + len(chunk) > max_bytes:  # no or a lying Content-Length: count what arrives
+                        raise _too_large(part, max_bytes)
                     f.write(chunk)
                     have += len(chunk)
                     if progress:
@@ -95,12 +106,12 @@ def _attempt(url: str, part: Path, timeout: float, progress: Progress | None) ->
         raise _Retry(f"truncated: got {have} of {total} bytes")
 
 
-def download(url: str, dest: str | Path, *, timeout: float, retries: int, backoff: float,
+def download(url: str, dest: str | Path, *, timeout: float, retries: int, backoff: float, max_bytes: int,
              progress: Progress | None = None) -> Path:
     """Fetch `url` into `dest` (atomically: the bytes accumulate in `dest.part`). Raises FetchError.
 
     timeout: seconds for connecting and for each read; retries: attempts in all; backoff: seconds before
-    the 2nd attempt, doubling after each further failure.
+    the 2nd attempt, doubling after each further failure; max_bytes: the most the body may have.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +121,7 @@ def download(url: str, dest: str | Path, *, timeout: float, retries: int, backof
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         try:
-            _attempt(url, part, timeout, progress)
+            _attempt(url, part, timeout, max_bytes, progress)
         except _Retry as e:
             why = str(e)
             continue

