@@ -7,6 +7,7 @@ with its own GANFORGE_CACHE, and the stage runs through its real CLI as dvc woul
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -31,6 +32,7 @@ from conftest import ROOT, run_stage, set_params
 from ganforge.data import http_fetch
 from ganforge.data.cifar import safe_unpickle_batch
 from ganforge.data.fetch import max_bytes
+from ganforge.data.folder import MAX_PIXELS
 from ganforge.data.idx import parse_idx
 from ganforge.data.prepared import load_info, load_split
 from ganforge.errors import GanforgeError
@@ -45,12 +47,13 @@ def server():
     s.close()
 
 
-def download(tmp_path: Path, dataset: str, registry: dict | None = None, overrides: dict | None = None):
+def download(tmp_path: Path, dataset: str, registry: dict | None = None, overrides: dict | None = None,
+             env: dict | None = None):
     """Run the stage CLI on a params copy; returns (process, output dir)."""
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
     set_params(params, {"base.dataset": dataset, **FAST, **(overrides or {})})
-    env = {"GANFORGE_CACHE": str(tmp_path / "cache")}
+    env = {"GANFORGE_CACHE": str(tmp_path / "cache"), **(env or {})}
     if registry is not None:
         env.update(write_registry(tmp_path / "registry.yaml", registry))
     out = tmp_path / "out" / dataset
@@ -391,6 +394,57 @@ def test_folder_without_usable_images_fails_and_writes_nothing(tmp_path):
     assert not out.exists()
     proc, out = download(tmp_path, "folder")  # path: null
     assert proc.returncode == 2 and "download.folder.path" in proc.stderr
+
+
+def _fake_program(bindir: Path, name: str, log: Path) -> dict:
+    """An executable `name` first on PATH that only records being run; returns the env that selects it."""
+    bindir.mkdir(exist_ok=True)
+    (bindir / name).write_text(f'#!/bin/sh\necho "$@" >> {log}\nexit 1\n')
+    (bindir / name).chmod(0o755)
+    return {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_folder_reads_only_allowed_formats_and_never_runs_ghostscript(tmp_path):
+    src = tmp_path / "pics"
+    _folder_fixture(src)
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(src / "dogs" / "drawing.eps")
+    shutil.copy(src / "dogs" / "drawing.eps", src / "dogs" / "disguised.png")  # EPS content, PNG name
+    # Pillow decodes EPS by running `gs`: a `gs` that leaves a trace shows whether anything tried
+    env = _fake_program(tmp_path / "bin", "gs", tmp_path / "gs-ran")
+    over = {"download.folder.path": str(src), "download.folder.resolution": 16, "download.folder.channels": 1}
+    proc, out = download(tmp_path, "folder", overrides=over, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "gs-ran").exists()
+    info = load_info(out)
+    assert sum(info["counts"].values()) == 12  # the 6 + 6 real images; drawing.eps is not an image file here
+    why = "not a readable PNG, JPEG, BMP, WEBP, TIFF image"
+    assert sorted(info["skipped_files"]) == [f"dogs/broken.png: {why}", f"dogs/disguised.png: {why}"]
+
+
+def test_folder_refuses_huge_images_and_second_names_and_counts_them(tmp_path):
+    src = tmp_path / "pics"
+    _folder_fixture(src)
+    assert 8193 * 8192 > MAX_PIXELS
+    Image.new("1", (8193, 8192)).save(src / "cats" / "huge.png")  # 8 KB of PNG that decodes to 67 MP
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    Image.fromarray(np.full((30, 30), 99, np.uint8)).save(outside / "o.png")
+    (src / "dogs" / "out.png").symlink_to(outside / "o.png")
+    (src / "dogs" / "twin.png").symlink_to("../cats/c0.png")  # c0 could land in train and its twin in test
+    os.link(src / "cats" / "c1.png", src / "dogs" / "hard.png")
+    (src / "birds").symlink_to(outside, target_is_directory=True)  # a class folder leading out: not entered
+    over = {"download.folder.path": str(src), "download.folder.resolution": 16, "download.folder.channels": 1}
+    proc, out = download(tmp_path, "folder", overrides=over)
+    assert proc.returncode == 0, proc.stderr
+    info = load_info(out)
+    assert info["classes"] == ["cats", "dogs"] and sum(info["counts"].values()) == 12
+    assert info["refused"] == 4 and info["refused_files"] == [
+        f"cats/huge.png: 8193x8192 pixels, over the limit of {MAX_PIXELS:,}",
+        "dogs/hard.png: the same file as cats/c1.png, already read",
+        f"dogs/out.png: a link to {outside.resolve() / 'o.png'}, outside the folder",
+        "dogs/twin.png: the same file as cats/c0.png, already read",
+    ]
+    assert "warning: refused 4 image file(s)" in proc.stderr and info["skipped"] == 1
 
 
 def test_unreachable_host_is_not_retried(tmp_path):

@@ -4,7 +4,8 @@ info.json (see prepared.py for the split format):
   name, kind, classes, shape [C, H, W], counts {split: N}, class_counts {split: [per class]},
   sha256 {split: sha256 of the split's images bytes then labels bytes (int64 little-endian)},
   source (the mirror(s) or folder that served), files {file: {sha256, source}} (downloaded datasets),
-  skipped / skipped_files (folder datasets: undecodable images).
+  skipped / skipped_files (folder datasets: undecodable images), refused / refused_files (folder datasets:
+  images refused on purpose: too many pixels, links out of the folder or to a file already read).
 """
 
 from __future__ import annotations
@@ -57,14 +58,17 @@ def _folder_splits(cfg: Download, seed: int) -> tuple[dict[str, Split], dict]:
         task = bar.add_task("", total=None)
         imgs = folder.read_folder(src.path, src.resolution, src.channels,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
-    if imgs.skipped:
-        console.print(f"warning: skipped {len(imgs.skipped)} unreadable image file(s) in {src.path} "
-                      f"(listed in info.json), e.g. {imgs.skipped[0]}")
+    for done, what, files in (("skipped", "unreadable image", imgs.skipped),
+                              ("refused", "image", imgs.refused)):
+        if files:
+            console.print(f"warning: {done} {len(files)} {what} file(s) in {src.path} (listed in info.json), "
+                          f"e.g. {files[0]}")
     train, test = folder.split(len(imgs.images), src.test_fraction, seed)
     splits = {"train": (imgs.images[train], imgs.labels[train]),
               "test": (imgs.images[test], imgs.labels[test])}
     extra = {"classes": imgs.classes, "source": str(Path(src.path).resolve()),
-             "skipped": len(imgs.skipped), "skipped_files": imgs.skipped}
+             "skipped": len(imgs.skipped), "skipped_files": imgs.skipped,
+             "refused": len(imgs.refused), "refused_files": imgs.refused}
     return splits, extra
 
 

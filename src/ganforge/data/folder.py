@@ -1,7 +1,14 @@
 """A directory of the user's own images (faces, scans, ...): flat, or one sub-folder per class.
 
 Every image is centre-cropped to a square and resized to `resolution`, in grayscale (1 channel) or RGB (3).
-Files with an image extension that cannot be decoded are skipped and counted; other files are ignored.
+Only PNG, JPEG, BMP, WebP and TIFF are read, as Pillow detects them from the content (not the name): Pillow
+knows forty formats, and some reach far (EPS and PS run Ghostscript). Files with one of those formats'
+extensions that do not decode as one of them are skipped and counted; other files are ignored.
+
+Refused, counted and listed (info.json `refused`, `refused_files`):
+- images over MAX_PIXELS, before they are decoded: a few KB of PNG can claim gigapixels;
+- symlinks that lead out of the folder, and second names (symlinks, hard links) of a file already read,
+  which could put one image in both train and test. Symlinked sub-folders are not entered.
 """
 
 from __future__ import annotations
@@ -14,6 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganforge.errors import ConfigError, GanforgeError
 
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")  # Pillow's names; the only plugins Image.open may try
+MAX_PIXELS = 8192 * 8192  # 67 MP: above any photo a GAN folder needs, below Pillow's own bomb warning
+
 
 @dataclass
 class FolderImages:
@@ -21,33 +31,54 @@ class FolderImages:
     labels: np.ndarray                 # int64 [N]
     classes: list[str]
     skipped: list[str] = field(default_factory=list)  # "relative/path: why" of undecodable files
+    refused: list[str] = field(default_factory=list)  # "relative/path: why" of files refused on purpose
+
+
+class _Refused(Exception):
+    pass
 
 
 def _image_suffixes() -> set[str]:
-    Image.init()  # registers every plugin, so PIL knows all the extensions it can read
-    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    Image.init()  # registers every plugin, so PIL knows all the extensions
+    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS}
 
 
 def _files_by_class(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """Class sub-folders (sorted) if there are any, else the flat folder as one class named after it."""
     suffixes = _image_suffixes()
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(p for p in root.iterdir()
+                     if p.is_dir() and not p.is_symlink() and not p.name.startswith("."))
     groups = [(d.name, d) for d in subdirs] if subdirs else [(root.resolve().name or "images", root)]
     files = []
     for label, (_, d) in enumerate(groups):
+        # rglob does not descend into symlinked directories; symlinked files are checked in read_folder
         files += [(p, label) for p in sorted(d.rglob("*"))
                   if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")]
     return [name for name, _ in groups], files
 
 
 def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
-    """uint8 [C, R, R]: EXIF-rotated, centre-cropped to square, resized with a Lanczos filter."""
-    with Image.open(path) as im:
+    """uint8 [C, R, R]: EXIF-rotated, centre-cropped to square, resized with a Lanczos filter.
+
+    Raises UnidentifiedImageError for anything but FORMATS, _Refused over MAX_PIXELS (before decoding)."""
+    with Image.open(path, formats=FORMATS) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise _Refused(f"{im.width}x{im.height} pixels, over the limit of {MAX_PIXELS:,}")
         im = ImageOps.exif_transpose(im)
         im = im.convert("L" if channels == 1 else "RGB")
         im = ImageOps.fit(im, (resolution, resolution), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
         a = np.asarray(im, dtype=np.uint8)
     return a[None] if channels == 1 else a.transpose(2, 0, 1)  # [H, W, C] -> [C, H, W]
+
+
+def _second_name(path: Path, real_root: Path, seen: dict[tuple[int, int], str], rel: str) -> str | None:
+    """Why `path` must not be read as a file of its own, or None (and then it is recorded in `seen`)."""
+    real = path.resolve()
+    if not real.is_relative_to(real_root):
+        return f"a link to {real}, outside the folder"
+    st = real.stat()
+    first = seen.setdefault((st.st_dev, st.st_ino), rel)  # inode: catches hard links as well as symlinks
+    return None if first == rel else f"the same file as {first}, already read"
 
 
 def read_folder(root: str | Path, resolution: int, channels: int, progress=None) -> FolderImages:
@@ -56,19 +87,29 @@ def read_folder(root: str | Path, resolution: int, channels: int, progress=None)
     if not root.is_dir():
         raise ConfigError(f"download.folder.path: {root} is not a directory")
     classes, files = _files_by_class(root)
-    images, labels, skipped = [], [], []
+    real_root = root.resolve()
+    seen: dict[tuple[int, int], str] = {}
+    images, labels, skipped, refused = [], [], [], []
     for i, (path, label) in enumerate(files):
+        rel = str(path.relative_to(root))
         try:
+            if why := _second_name(path, real_root, seen, rel):
+                raise _Refused(why)
             images.append(load_image(path, resolution, channels))
             labels.append(label)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
-            skipped.append(f"{path.relative_to(root)}: {e}")
+        except _Refused as e:
+            refused.append(f"{rel}: {e}")
+        except UnidentifiedImageError:
+            skipped.append(f"{rel}: not a readable {', '.join(FORMATS)} image")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            skipped.append(f"{rel}: {e}")
         if progress:
             progress(i + 1, len(files))
     if not images:
         raise GanforgeError(f"no usable images in {root} ({len(files)} image files, {len(skipped)} "
-                            "unreadable); put images there, flat or one sub-folder per class")
-    return FolderImages(np.stack(images), np.asarray(labels, dtype=np.int64), classes, skipped)
+                            f"unreadable, {len(refused)} refused); put images there, flat or one sub-folder "
+                            "per class")
+    return FolderImages(np.stack(images), np.asarray(labels, dtype=np.int64), classes, skipped, refused)
 
 
 def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
