@@ -73,9 +73,9 @@ def test_evaluator_training_is_deterministic_with_the_seed(tiny_mnist_dir, one_t
 
 
 @pytest.fixture(scope="module")
-def evaluated(project):
+def evaluated(project, tiny_mnist_dir):
     cwd, env, _, _ = project
-    proc = run_stage("evaluate", "--data", "unused", cwd=cwd, env=env)
+    proc = run_stage("evaluate", "--data", str(tiny_mnist_dir), cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stderr
     return project
 
