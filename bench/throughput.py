@@ -220,12 +220,18 @@ def main(
             raise GanforgeError(f"no prepared data in {data}: make it with "
                                 f"`PATH=.venv/bin:$PATH .venv/bin/dvc repro download` (or pass --data)")
         x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
-        train_args = dict(seed=p.base.seed, data_hash="bench", device=dev, ema_enabled=t.ema.enabled,
-                          ema_decay=t.ema.decay, **t.model_dump(exclude={"device", "ema", "kimg"}))
+        from ganforge.train import train_kwargs
+
+        # the stage's own mapping of params.yaml (kimg is set per run; an in-training evaluation would time
+        # the judge, not the training step)
+        train_args = {**train_kwargs(p, "bench", dev, x_train.shape[-1]), "eval_every": 0}
+        del train_args["kimg"]
         if fast is not None:
             train_args["fast"] = fast
-        net_args = {k: train_args[k] for k in ("seed", "z_dim", "g_channels", "d_channels", "batch_size",
-                                                 "lr", "beta1", "beta2")}
+        # the reference loop: the seed DCGAN with one Adam setting (G's) for both networks
+        net_args = {"seed": p.base.seed, "z_dim": t.z_dim, "g_channels": t.g_channels,
+                    "d_channels": t.d_channels, "batch_size": t.batch_size, "lr": t.g.lr, "beta1": t.g.beta1,
+                    "beta2": t.g.beta2}
 
         collect = _Collect()
         fast_log = logging.getLogger("ganforge.train.fast")

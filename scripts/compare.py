@@ -22,7 +22,8 @@ from ganforge.errors import GanforgeError
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
-PARAMS = ("base.dataset", "train.loss", "train.kimg", "train.lr", "train.batch_size", "train.ema.enabled")
+PARAMS = ("base.dataset", "train.arch", "train.loss", "train.reg.kind", "train.augment", "train.kimg",
+          "train.g.lr", "train.d.lr", "train.batch_size")
 METRICS = ("fid_ratio", "fid", "kid_mean", "precision", "recall", "coverage", "classifier_score")
 # An interrupted or failed run's metrics describe a model that was never finished: not a contender.
 LEFT_OUT = ("KILLED", "FAILED")

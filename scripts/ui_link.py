@@ -17,7 +17,8 @@ app = typer.Typer(add_completion=False, help=__doc__)
 
 
 @app.command()
-def main(base_url: str = typer.Argument(..., help="where the UI listens, e.g. http://127.0.0.1:5001")) -> None:
+def main(base_url: str = typer.Argument(..., help="where the UI listens, e.g. http://127.0.0.1:5001")
+         ) -> None:
     """Print the runs-table link of the ganforge experiment (the experiments list when there is none yet)."""
     with user_errors():
         from ganforge.tracking.store import runs_link

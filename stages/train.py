@@ -1,7 +1,8 @@
 """DVC stage `train`: a GAN on the prepared data, tracked in MLflow, resumable from checkpoints/.
 
-Writes models/generator.pt (G_ema when train.ema.enabled), results/train/{losses.tsv, samples.png,
-run.json}. Rerunning after an interruption resumes from checkpoints/train.pt when its config matches
+Writes models/generator.pt (G_ema when train.ema.enabled; with train.eval on, the snapshot with the best
+in-training FID), results/train/{losses.tsv, eval.tsv, samples.png, run.json}. Rerunning after an
+interruption resumes from checkpoints/train.pt when its config matches
 (train.resume: auto), or trains from step 0 whatever the checkpoint holds (train.resume: never).
 """
 
@@ -15,6 +16,7 @@ import typer
 from ganforge.cli import user_errors
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
+WAIT_FOR_STORE_SECONDS = 300  # at the end of training, how long to wait for a tracking store that is down
 
 
 @app.command()
@@ -23,18 +25,23 @@ def main(
                                 "the train section"),
     data: Path = typer.Option(..., help="prepared data directory (output of the download stage)"),
     model: Path = typer.Option(Path("models/generator.pt"), help="the generator file sample/evaluate read"),
-    results: Path = typer.Option(Path("results/train"), help="directory for losses.tsv, samples.png, "
-                                 "run.json"),
+    results: Path = typer.Option(Path("results/train"), help="directory for losses.tsv, eval.tsv, "
+                                 "samples.png, run.json"),
     checkpoints: Path = typer.Option(Path("checkpoints"), help="resumable checkpoints (persisted by DVC)"),
+    evaluator: Path = typer.Option(Path("models/evaluator.pt"), help="the judge of the in-training "
+                                   "evaluation (train.eval.every_kimg > 0)"),
+    evaluator_results: Path = typer.Option(Path("results/evaluator"), help="its reference.npz"),
 ) -> None:
-    """Train G and D; resume from CHECKPOINTS when the config matches, else start fresh. Exit codes: 0 done,
-    1 training failed (e.g. diverged; the last good checkpoint is kept), 2 bad params or device, 130
-    interrupted (the checkpoint is kept: rerun to resume)."""
+    """Train G and D; resume from CHECKPOINTS when the config matches, else start fresh. SIGTERM or Ctrl-C:
+    the current step is finished and checkpointed, the MLflow run is marked KILLED, and a rerun resumes
+    there (a second signal stops at once, keeping the previous checkpoint). Exit codes: 0 done, 1 training
+    failed (e.g. diverged; the last good checkpoint is kept), 2 bad params or device, 130 Ctrl-C, 143
+    SIGTERM."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
 
-        p = load_params(params, "base", "train")  # bad params or device: exit 2 before heavy imports
+        p = load_params(params, "base", "train", "evaluate")  # bad params/device: exit 2 before heavy imports
         cfg = p.train
         device = resolve_device(cfg.device)
 
@@ -43,17 +50,30 @@ def main(
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
         x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
 
+        from ganforge.cli import GracefulStop, Interrupted
+        from ganforge.errors import GanforgeError
         from ganforge.io import atomic_write_bytes, atomic_write_text
+        from ganforge.losses import constraint_warning
+        from ganforge.metrics import Reference, Settings, in_training_evaluation, load_evaluator
         from ganforge.nets import save_generator
         from ganforge.sampling import png_bytes
         from ganforge.tracking.serving import log_generator_model
+        from ganforge.tracking.spool import TrainingLog
         from ganforge.tracking.store import open_training_run, params_hash
-        from ganforge.train import history_tsv, train, trajectory_config
+        from ganforge.train import Stopped, history_tsv, train, train_kwargs, trajectory_config
         from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
 
         data_hash = content_hash(info)
-        args = dict(seed=p.base.seed, data_hash=data_hash, device=device, ema_enabled=cfg.ema.enabled,
-                    ema_decay=cfg.ema.decay, **cfg.model_dump(exclude={"device", "ema", "resume"}))
+        args = train_kwargs(p, data_hash, device, resolution=x_train.shape[-1])
+        evaluate = None  # train.eval: FID/precision/recall in the evaluator stage's features
+        if args["eval_every"]:
+            evaluate = in_training_evaluation(load_evaluator(evaluator, device)[0],
+                                              Reference.load(evaluator_results / "reference.npz"),
+                                              Settings.of(p.evaluate, seed=p.base.seed, device=device),
+                                              seed=p.base.seed)
+        warning = constraint_warning(cfg.loss, cfg.reg.kind, cfg.spectral_norm.d)
+        if warning:
+            print(f"warning: {warning}")
         ckpt_path = checkpoints / CHECKPOINT_FILE
         ckpt = load_checkpoint(ckpt_path, trajectory_config(args)) if cfg.resume == "auto" else None
         if cfg.resume == "never" and ckpt_path.exists():
@@ -68,30 +88,58 @@ def main(
         print(f"device {device}, {len(x_train)} train images, MLflow run {run.run_id} "
               f"in {run.client.tracking_uri}")
         run.write_json(results / "run.json")
+        tracked = TrainingLog(run, checkpoints)  # best effort: an outage spools, never stops training
+        if ckpt:
+            tracked.replay(ckpt["history"])  # reports the checkpoint holds but the store may have missed
 
         def log(step: int, stats: dict) -> None:
-            run.log_metrics(stats, step=step)
+            tracked.metrics(step, stats)
             if not sys.stderr.isatty():  # no live progress bar: leave one line per report in the log
                 print(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
 
         try:
-            result = train(x_train, **args, checkpoint_path=ckpt_path, resume=ckpt, checkpoint_meta=meta,
-                           log=log, log_grid=lambda step, grid: run.log_image(grid, "samples_fixed_z", step),
-                           progress=sys.stderr.isatty())
-        except KeyboardInterrupt:
-            run.finish("KILLED")
+            with GracefulStop() as stop:  # SIGTERM/SIGINT: finish the step, checkpoint it, then stop
+                result = train(x_train, **args, evaluate=evaluate, checkpoint_path=ckpt_path, resume=ckpt,
+                               checkpoint_meta=meta, log=log,
+                               log_grid=lambda step, grid: tracked.image(step, "samples_fixed_z", grid),
+                               stop=lambda: stop.requested, progress=sys.stderr.isatty())
+        except Stopped as e:
+            tracked.flush(wait_seconds=5)  # inside the grace period a scheduler gives
+            run.close("KILLED", {"ganforge.stopped_by": e.signal_name, "ganforge.stopped_at_step": e.step})
+            raise Interrupted(e.exit_code - 128, str(e)) from None
+        except KeyboardInterrupt:  # a second signal, or one before training started
+            run.close("KILLED")
             raise
         except BaseException:
-            run.finish("FAILED")
+            run.close("FAILED")
             raise
 
         ema = result.G_ema is not None
-        save_generator(model, result.G_ema if ema else result.G, meta={
+        G_out = result.G_ema if ema else result.G
+        snapshot = {"step": result.step, "kimg": result.kimg}  # the last weights, unless evaluation chose
+        if result.best is not None:
+            G_out.load_state_dict(result.best["G"])
+            snapshot = {k: result.best[k] for k in ("step", "kimg", "fid")}
+        save_generator(model, G_out, meta={
             "weights": "G_ema" if ema else "G", "ema": ema, "dataset": p.base.dataset, "data_hash": data_hash,
-            "loss": cfg.loss, "seed": p.base.seed, "step": result.step, "kimg": result.kimg,
-            "mlflow_run_id": run.run_id})
+            "arch": cfg.arch, "loss": cfg.loss, "seed": p.base.seed, "trained_steps": result.step,
+            "trained_kimg": result.kimg, **snapshot, "mlflow_run_id": run.run_id})
+        run.write_json(results / "run.json", snapshot={"best" if result.best else "last": snapshot})
+        atomic_write_text(results / "eval.tsv", history_tsv(result.evals) if result.evals else "step\tfid\n")
+        if result.best is not None:
+            run.set_tags({f"best.{k}": v for k, v in snapshot.items()})
+            print(f"kept the snapshot with the best in-training FID: step {snapshot['step']} "
+                  f"({snapshot['kimg']:g} kimg), fid {snapshot['fid']:.4g}")
         atomic_write_text(results / "losses.tsv", history_tsv(result.history))
         atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
+        if not tracked.flush(wait_seconds=WAIT_FOR_STORE_SECONDS):
+            raise GanforgeError(f"training finished and {model} is written, but the tracking store has been "
+                                f"unreachable for {WAIT_FOR_STORE_SECONDS} s: its points wait in "
+                                f"{tracked.spool}; rerun `dvc repro` when it is back to send them and "
+                                "register the model")
+        if tracked.images_lost:
+            print(f"warning: {tracked.images_lost} sample grid(s) could not be logged during an outage "
+                  f"(the last one is {results}/samples.png)")
         # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
         version = log_generator_model(run, model, p.base.dataset)
         run.finish("FINISHED")
@@ -100,10 +148,10 @@ def main(
 
 
 def _run_name(p) -> str:
-    """What the runs table shows: dataset, loss and length, then the DVC experiment when there is one."""
+    """What the runs table shows: dataset, architecture, loss, length, then the DVC experiment if any."""
     import os
 
-    name = f"{p.base.dataset}-{p.train.loss}-{p.train.kimg:g}kimg"
+    name = f"{p.base.dataset}-{p.train.arch}-{p.train.loss}-{p.train.kimg:g}kimg"
     return f"{name}-{os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else name
 
 

@@ -32,7 +32,7 @@ def test_no_hyperparameter_has_a_default_outside_params_yaml():
 
 
 @pytest.mark.parametrize("drop,needle", [
-    ("train.lr", "train.lr: missing key"),
+    ("train.g.lr", "train.g.lr: missing key"),
     ("train.ema.decay", "train.ema.decay: missing key"),
     ("evaluate", "evaluate: missing section"),
 ])
@@ -61,7 +61,7 @@ def test_a_stage_validates_only_the_sections_it_reads():
     raw = raw_params()
     raw["evaluate"]["pr_k"] = 0  # broken, but not train's business
     p = parse_params(raw, sections=("base", "train"))
-    assert p.train.lr == raw["train"]["lr"]
+    assert p.train.g.lr == raw["train"]["g"]["lr"]
     with pytest.raises(ConfigError, match="evaluate.pr_k"):
         parse_params(raw)
 
@@ -83,7 +83,8 @@ def test_nested_unknown_key_lists_allowed_keys_of_that_level():
 
 
 @pytest.mark.parametrize("section,key,value", [
-    ("train", "lr", -1.0), ("train", "batch_size", 0), ("evaluate", "n", "many"), ("train", "resume", "yes"),
+    ("train", "kimg", -1.0), ("train", "batch_size", 0), ("evaluate", "n", "many"),
+    ("train", "resume", "yes"),
 ])
 def test_bad_values_are_rejected_with_the_key(section, key, value):
     raw = raw_params()
@@ -117,3 +118,22 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="mapping"):
         load_params(bad)
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("train.reg.weight", 0.0, "train.reg.weight: Input should be greater than 0"),
+    ("train.reg.kind", "r2", "train.reg.kind: unknown regulariser 'r2' (allowed: none, r1, gp)"),
+    ("train.arch", "vit", "train.arch: unknown architecture 'vit' (allowed: dcgan, resnet)"),
+    ("train.augment", "color,blur", "train.augment: unknown augmentation 'blur'"),
+    ("train.d_steps", 0, "train.d_steps: Input should be greater than or equal to 1"),
+])
+def test_toolbox_params_are_checked_naming_the_key(key, value, needle):
+    raw = raw_params()
+    *parents, last = key.split(".")
+    node = raw
+    for k in parents:
+        node = node[k]
+    node[last] = value
+    with pytest.raises(ConfigError) as e:
+        parse_params(raw)
+    assert needle in str(e.value) and e.value.exit_code == 2

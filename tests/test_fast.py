@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train_kwargs
 from ganforge.data.prepared import load_split
 from ganforge.errors import ConfigError
 from ganforge.nets import Discriminator, Generator
 from ganforge.train import train
 from ganforge.train.fast import FastPath
 
-# tiny but real: 8/8-channel DCGAN, batch 32, 12 steps on real MNIST
-TINY = dict(seed=0, data_hash="tiny", loss="ns", z_dim=16, g_channels=8, d_channels=8, batch_size=32, lr=2e-4,
-            beta1=0.5, beta2=0.999, kimg=0.384, ema_enabled=True, ema_decay=0.999, device="cpu",
-            log_every=4, image_every=6, ckpt_every=6, progress=False)
+# tiny but real: 8/8-channel DCGAN, batch 32, 12 steps on real MNIST (fast set by each test)
+TINY = {k: v for k, v in tiny_train_kwargs(kimg=0.384, log_every=4, image_every=6, ckpt_every=6).items()
+        if k != "fast"}
 
 
 def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

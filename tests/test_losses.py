@@ -186,7 +186,7 @@ X_FAKE = torch.randn(3, 1, 2, 2, dtype=torch.float64, generator=torch.Generator(
 
 def test_r1_is_gamma_half_the_squared_gradient_norm_and_trains_d():
     D = LinearD(W)
-    penalty, stats = make_regularizer("r1", gamma=10.0, every=1).penalty(D, X_REAL, X_FAKE, None)
+    penalty, stats = make_regularizer("r1", weight=10.0, every=1).penalty(D, X_REAL, X_FAKE, None)
     assert penalty.item() == pytest.approx(5.0 * 5.3125, rel=1e-12)  # gamma/2 * ||w||^2
     assert stats["r1_grad_norm"].item() == pytest.approx(5.3125**0.5, rel=1e-6)
     # create_graph: the penalty is differentiable in D's weights, d/dw gamma/2 ||w||^2 = gamma * w
@@ -199,14 +199,14 @@ def test_r1_matches_the_jacobian_of_a_nonlinear_d():
     x = torch.randn(4, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     jac = per_image_input_gradients(D, x)  # [4, 2, 4, 4]
     expected = 0.5 * 2.0 * jac.square().flatten(1).sum(1).mean()
-    penalty, _ = make_regularizer("r1", gamma=2.0, every=1).penalty(D, x, x.flip(0), None)
+    penalty, _ = make_regularizer("r1", weight=2.0, every=1).penalty(D, x, x.flip(0), None)
     torch.testing.assert_close(penalty, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_lazy_r1_multiplies_the_loss_by_its_interval_but_not_the_stats():
     D = LinearD(W)
-    every_step, stats1 = make_regularizer("r1", gamma=10.0, every=1).penalty(D, X_REAL, X_FAKE, None)
-    lazy, stats16 = make_regularizer("r1", gamma=10.0, every=16).penalty(D, X_REAL, X_FAKE, None)
+    every_step, stats1 = make_regularizer("r1", weight=10.0, every=1).penalty(D, X_REAL, X_FAKE, None)
+    lazy, stats16 = make_regularizer("r1", weight=10.0, every=16).penalty(D, X_REAL, X_FAKE, None)
     torch.testing.assert_close(lazy, 16 * every_step)
     assert stats16["r1_penalty"].item() == stats1["r1_penalty"].item() == pytest.approx(5.0 * 5.3125)
 
@@ -215,7 +215,7 @@ def test_gp_is_lambda_times_the_squared_distance_of_the_norm_from_1():
     # linear D: the gradient is w at every interpolate, so GP = lambda (||w|| - 1)^2 whatever eps is
     D = LinearD(W)
     gen = torch.Generator().manual_seed(0)
-    penalty, stats = make_regularizer("gp", lambda_=10.0, every=1).penalty(D, X_REAL, X_FAKE, gen)
+    penalty, stats = make_regularizer("gp", weight=10.0, every=1).penalty(D, X_REAL, X_FAKE, gen)
     norm = 5.3125**0.5
     assert penalty.item() == pytest.approx(10.0 * (norm - 1) ** 2, rel=1e-12)
     assert stats["gp_grad_norm"].item() == pytest.approx(norm, rel=1e-6)
@@ -228,7 +228,7 @@ def test_gp_interpolates_with_eps_from_the_given_generator():
     D = small_nonlinear_d()
     x_real = torch.randn(4, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     x_fake = torch.randn(4, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    gp = make_regularizer("gp", lambda_=10.0, every=1)
+    gp = make_regularizer("gp", weight=10.0, every=1)
     penalty, _ = gp.penalty(D, x_real, x_fake, torch.Generator().manual_seed(7))
     # by hand: the same draw, eps ~ U[0, 1] per image [4, 1, 1, 1], and jacobians at the interpolates
     eps = torch.rand(4, 1, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
@@ -240,7 +240,7 @@ def test_gp_interpolates_with_eps_from_the_given_generator():
 
 
 def test_no_regulariser_adds_an_exact_zero():
-    reg = make_regularizer("none")
+    reg = make_regularizer("none", weight=1.0, every=1)
     penalty, stats = reg.penalty(LinearD(W), X_REAL, X_FAKE, None)
     assert penalty.item() == 0.0 and stats == {} and reg.every == 1
     loss = LOGITS_REAL.float().square().mean()
@@ -248,11 +248,11 @@ def test_no_regulariser_adds_an_exact_zero():
 
 
 @pytest.mark.parametrize("name, kwargs, word", [
-    ("r1", {"gamma": 0.0, "every": 1}, "gamma must be > 0"),
-    ("r1", {"gamma": -1.0, "every": 1}, "gamma must be > 0"),
-    ("r1", {"gamma": 10.0, "every": 0}, "'every' must be an integer >= 1"),
-    ("gp", {"lambda_": 0.0, "every": 1}, "lambda must be > 0"),
-    ("gp", {"lambda_": 10.0, "every": 1.5}, "'every' must be an integer >= 1"),
+    ("r1", {"weight": 0.0, "every": 1}, "gamma must be > 0"),
+    ("r1", {"weight": -1.0, "every": 1}, "gamma must be > 0"),
+    ("r1", {"weight": 10.0, "every": 0}, "'every' must be an integer >= 1"),
+    ("gp", {"weight": 0.0, "every": 1}, "lambda must be > 0"),
+    ("gp", {"weight": 10.0, "every": 1.5}, "'every' must be an integer >= 1"),
 ])
 def test_bad_regulariser_settings_are_config_errors(name, kwargs, word):
     with pytest.raises(ConfigError, match=word):
@@ -262,4 +262,4 @@ def test_bad_regulariser_settings_are_config_errors(name, kwargs, word):
 def test_unknown_regulariser_is_a_config_error_listing_the_registry():
     assert list(REGULARIZERS) == ["none", "r1", "gp"]
     with pytest.raises(ConfigError, match="unknown regulariser 'r2' .*allowed: none, r1, gp"):
-        make_regularizer("r2", gamma=1.0, every=1)
+        make_regularizer("r2", weight=1.0, every=1)

@@ -47,7 +47,7 @@ def imported_files(log: str, src: Path) -> dict[str, set[str]]:
         elif stage and (m := re.search(r"\|\s+(ganforge(?:\.\w+)*)\s*$", line)):
             path = src.joinpath(*m.group(1).split("."))
             out[stage].add(str((path / "__init__.py" if path.is_dir() else path.with_suffix(".py"))
-                               .relative_to(src.parent)))
+                               .relative_to(src)))
     return out
 
 
@@ -95,7 +95,7 @@ def test_dvc_repro_runs_the_pipeline_and_reports_metrics(tmp_path):
     assert "up to date" in status.stdout, status.stdout
 
     # deps: what each stage imported during the repro is exactly what dvc.yaml declares for it
-    used = imported_files(proc.stdout, project / "src" / "ganforge")
+    used = imported_files(proc.stdout, project / "src")
     assert set(used) == set(STAGES), sorted(used)
     declared = declared_files(project)
     for name in STAGES:

@@ -37,14 +37,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def make_server(store: Path, target: str = "mlflow-server", timeout: float = 120):
-    """Run `make <target>` (mlflow-server or ui) on a free port with its store in `store`; yields the URL.
-
-    `-o install` uses the environment as it is (the suite runs after `make install`).
+def make_server(store: Path, target: str = "mlflow-server", timeout: float = 120, port: int | None = None):
+    """Run `make <target>` (mlflow-server or ui) on `port` (default: a free one) with its store in `store`;
+    yields the URL. `-o install` uses the environment as it is (the suite runs after `make install`).
     """
-    port = free_port()
+    port = port or free_port()
     port_var = "MLFLOW_UI_PORT" if target == "ui" else "MLFLOW_PORT"
-    log = open(store / f"{target}.log", "w")  # noqa: SIM115 (closed below)
+    log = open(store / f"{target}.log", "a")  # noqa: SIM115 (closed below)
     cmd = ["make", "-s", "-C", str(ROOT), "-o", "install", target, f"{port_var}={port}",
            f"MLFLOW_STORE={store / 'mlflow.db'}", f"ARTIFACTS={store / 'mlartifacts'}"]
     env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
@@ -156,7 +155,7 @@ def test_make_compare_lists_runs_best_fid_ratio_first(server, team_runs):
     rows = [line for line in proc.stdout.splitlines() if any(r.run_id in line for r in team_runs)]
     assert [next(r.run_id for r in team_runs if r.run_id in line) for line in rows] == \
         [team_runs[1].run_id, team_runs[0].run_id, team_runs[2].run_id]  # 1.2, 1.8, not evaluated
-    assert "train.lr" in proc.stdout and "fid_ratio" in proc.stdout and "1.2" in rows[0]
+    assert "train.loss" in proc.stdout and "fid_ratio" in proc.stdout and "1.2" in rows[0]
     assert rows[2].rstrip("│ ").endswith("-")  # no metrics: dashes, listed last
     assert "FINISHED" in rows[0] and team_runs[3].run_id not in proc.stdout  # the KILLED run is left out
     proc = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", "install", "compare",
@@ -228,3 +227,43 @@ def test_make_ui_opens_the_same_store_read_only(server, team_runs, tmp_path):
         status, text = post(ui_url, "experiments/create", {"name": "not-allowed"})
         assert status == 503 and "readonly database" in text
     assert "x" not in MlflowClient(server["url"]).get_run(team_runs[0].run_id).data.tags
+
+
+def test_a_tracking_outage_loses_no_training_and_no_point(tmp_path, tiny_mnist_dir):
+    """The server dies during training and comes back later: training goes on, spools its points, sends
+    them when the store is back, and the run ends FINISHED with every report exactly once."""
+    from mlflow import MlflowClient
+
+    from conftest import set_params
+
+    steps = 300
+    store, cwd = tmp_path / "store", tmp_path / "work"
+    store.mkdir()
+    cwd.mkdir()
+    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(cwd / "params.yaml", {"train.device": "cpu", "train.batch_size": 32,
+                                     "train.kimg": steps * 0.032, "train.z_dim": 16, "train.g_channels": 8,
+                                     "train.d_channels": 8,
+                                     "train.log_every": 10, "train.image_every": 100, "train.ckpt_every": 50})
+    port = free_port()
+    with make_server(store, port=port) as url:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": url, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.Popen([sys.executable, str(ROOT / "stages/train.py"), "--data",
+                                 str(tiny_mnist_dir)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            if line.startswith("step 30 "):
+                break
+    # the server is down now; training goes on (the end of training waits for the store to come back)
+    time.sleep(3)
+    with make_server(store, port=port) as url:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        assert "warning: tracking store unreachable" in out and "training goes on" in out
+        run_id = json.loads((cwd / "results/train/run.json").read_text())["run_id"]
+        client = MlflowClient(url)
+        assert client.get_run(run_id).info.status == "FINISHED"
+        for key in ("loss_d", "kimg"):
+            logged = sorted(m.step for m in client.get_metric_history(run_id, key))
+            assert logged == list(range(10, steps + 1, 10)), key
+    assert not (cwd / "checkpoints/mlflow-spool.jsonl").exists()  # all sent

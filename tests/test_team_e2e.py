@@ -123,11 +123,11 @@ def test_fresh_clone_hits_the_cache_then_a_params_change_retrains(team):
     assert "No metric changed." in report and "No param changed." in report
     assert len(runs_of(team)) == 1
 
-    set_params(clone / "params.yaml", {"train.lr": 0.001})
+    set_params(clone / "params.yaml", {"train.g.lr": 0.001})
     proc, report = retrain(clone, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert stages_run(report) == {"train", "sample", "evaluate"}, report
-    assert re.search(r"\| params.yaml +\| train.lr +\| 0.0002 +\| 0.001 ", report), report
+    assert re.search(r"\| params.yaml +\| train.g.lr +\| 0.0002 +\| 0.001 ", report), report
     row = re.search(r"\| results/evaluate/metrics.json +\| fid_ratio +\| ([\d.]+) +\| ([\d.]+) ", report)
     assert row and row.group(1) != row.group(2), report  # the base's value and the new one
     runs = runs_of(team)
@@ -143,7 +143,7 @@ def test_queued_experiments_each_get_a_run(team):
     before = {r.info.run_id for r in runs_of(team)}
     names = []
     for lr in QUEUED_LRS:
-        proc = dvc("exp", "run", "--queue", "-S", f"train.lr={lr}", cwd=project, env=env)
+        proc = dvc("exp", "run", "--queue", "-S", f"train.g.lr={lr}", cwd=project, env=env)
         assert proc.returncode == 0, proc.stderr
         names.append(re.search(r"Queued experiment '([^']+)'", proc.stdout).group(1))
     proc = dvc("queue", "start", "-j", "2", cwd=project, env=env)
@@ -164,7 +164,7 @@ def test_queued_experiments_each_get_a_run(team):
     assert len(new) == len(QUEUED_LRS) and set(by_exp) == set(names)
     for name, lr in zip(names, QUEUED_LRS, strict=True):
         run = by_exp[name]
-        assert run.info.status == "FINISHED" and run.data.params["train.lr"] == lr
+        assert run.info.status == "FINISHED" and run.data.params["train.g.lr"] == lr
         assert "fid_ratio" in run.data.metrics and run.data.tags["registry.decision"] in ("promoted", "kept")
     # with parallel evaluations the champion is still the best version of all
     versions = team["client"].search_model_versions("name='ganforge-mnist'")

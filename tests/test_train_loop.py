@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train_kwargs
 from ganforge.data.prepared import load_split
 from ganforge.errors import GanforgeError
 from ganforge.train import train, trajectory_config
 from ganforge.train.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.train.ema import make_ema, update_ema
 
-# tiny but real: 8/8-channel DCGAN, batch 32; 0.32 kimg = 10 steps
-TINY = dict(seed=0, data_hash="tiny", loss="ns", z_dim=16, g_channels=8, d_channels=8, batch_size=32, lr=2e-4,
-            beta1=0.5, beta2=0.999, kimg=0.32, ema_enabled=True, ema_decay=0.999, device="cpu", fast="auto",
-            log_every=5, image_every=10, ckpt_every=5, progress=False)
+TINY = tiny_train_kwargs()  # 0.32 kimg = 10 steps
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +58,14 @@ def test_changed_config_starts_fresh_and_says_why(x_train, tmp_path):
     ckpt_path = tmp_path / "train.pt"
     train(x_train, **{**TINY, "kimg": 0.16}, checkpoint_path=ckpt_path)
     said = []
-    assert load_checkpoint(ckpt_path, trajectory_config({**TINY, "lr": 1e-3}), say=said.append) is None
-    assert "starting fresh" in said[0] and "lr: 0.0002 -> 0.001" in said[0]
+    assert load_checkpoint(ckpt_path, trajectory_config({**TINY, "lr_g": 1e-3}), say=said.append) is None
+    assert "starting fresh" in said[0] and "lr_g: 0.0002 -> 0.001" in said[0]
 
 
 def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(x_train, tmp_path):
     # lr 3e8 takes a few steps to blow up (step 6 here): the weights overflow, then the losses
     ckpt_path = tmp_path / "train.pt"
-    absurd = {**TINY, "lr": 3e8, "kimg": 3.2, "ckpt_every": 1, "log_every": 1000}
+    absurd = {**TINY, "lr_g": 3e8, "lr_d": 3e8, "kimg": 3.2, "ckpt_every": 1, "log_every": 1000}
     with pytest.raises(GanforgeError, match=r"diverged at step \d+: loss_d=.*, loss_g=.*") as e:
         train(x_train, **absurd, checkpoint_path=ckpt_path)
     bad_step = int(re.search(r"diverged at step (\d+)", str(e.value)).group(1))
@@ -101,3 +99,66 @@ def test_ema_warms_up_then_uses_the_decay():
     assert G_ema.weight.item() == pytest.approx(9 / 11)
     update_ema(G_ema, G, torch.tensor(10_000), decay=0.5)  # warm-up over: beta = decay
     assert G_ema.weight.item() == pytest.approx(1 - (2 / 11) * 0.5)
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_mnist_dir):
+    """A real (tiny) in-training evaluation: a one-epoch evaluator and the test split's reference."""
+    from ganforge.metrics import Reference, Settings, extract, in_training_evaluation
+    from ganforge.metrics.evaluator import train_evaluator
+
+    x, y = load_split(tiny_mnist_dir, "train")
+    x_test, _ = load_split(tiny_mnist_dir, "test")
+    net = train_evaluator(x, y, num_classes=10, feature_dim=32, epochs=1, batch_size=256, lr=3e-3, seed=0,
+                          device="cpu", progress=False)
+    ref = Reference.of(extract(net, x_test, torch.device("cpu")))
+    settings = Settings(kid_subsets=1, kid_subset_size=2, pr_k=3, dc_k=5, seed=0, device="cpu")
+    return in_training_evaluation(net, ref, settings, seed=0)
+
+
+# every toolbox option at once: R1 (lazy, every 2), DiffAugment, TTUR, two D steps, linear decay, evaluation
+TOOLBOX = dict(reg="r1", reg_weight=1.0, reg_every=2, augment="color,translation,cutout", lr_g=1e-4,
+               lr_d=4e-4, beta1_g=0.0, beta2_g=0.9, beta1_d=0.0, beta2_d=0.9, d_steps=2, lr_decay="linear",
+               eval_every=4, eval_n=64, d_spectral_norm=True, loss="hinge")
+
+
+def test_every_toolbox_option_resumes_bit_for_bit_and_keeps_the_best_snapshot(x_train, tmp_path, judge):
+    args = {**TINY, **TOOLBOX, "kimg": 0.64}  # 0.64 kimg / (32 x 2 per step) = 10 steps
+    full = train(x_train, **args, evaluate=judge)
+    assert full.step == 10 and full.kimg == 0.64
+    ckpt_path = tmp_path / "train.pt"
+    with pytest.raises(GanforgeError):  # stopped after step 6 (as a signal would), checkpointed there
+        signals = iter([None] * 5 + ["SIGTERM"])
+        train(x_train, **args, evaluate=judge, checkpoint_path=ckpt_path, stop=lambda: next(signals))
+    ckpt = load_checkpoint(ckpt_path, trajectory_config(args))
+    assert ckpt["step"] == 6 and [e["step"] for e in ckpt["evals"]] == [4]
+    resumed = train(x_train, **args, evaluate=judge, checkpoint_path=ckpt_path, resume=ckpt)
+    assert states_equal(full.G, resumed.G) and states_equal(full.G_ema, resumed.G_ema)
+    def measured(rows):  # img_per_s is a measurement, not a result
+        return [{k: v for k, v in r.items() if k != "img_per_s"} for r in rows]
+
+    assert measured(full.history) == measured(resumed.history)
+    assert [e["fid"] for e in full.evals] == [e["fid"] for e in resumed.evals]
+    assert [e["step"] for e in full.evals] == [4, 8, 10]  # every 4 steps and at the end
+
+    # the report has the loss's and the regulariser's own stats; the penalty is applied every 2nd step
+    row = full.history[-1]
+    assert {"logit_real", "logit_fake", "r1_penalty", "r1_grad_norm"} <= set(row) and row["r1_penalty"] > 0
+    # linear decay: both learning rates reach 0 at the last step
+    last = load_checkpoint(ckpt_path, trajectory_config(args))
+    assert last["opt_G"]["param_groups"][0]["lr"] == 0 and last["opt_D"]["param_groups"][0]["lr"] == 0
+
+    # the best snapshot is the evaluation with the lowest FID, and its weights give that FID again
+    best = min(full.evals, key=lambda e: e["fid"])
+    assert (full.best["step"], full.best["fid"]) == (best["step"], best["fid"])
+    G = full.G_ema
+    G.load_state_dict(full.best["G"])
+    assert judge(G, 64)["fid"] == pytest.approx(best["fid"], rel=1e-9)
+
+
+def test_wgan_losses_and_resnet_train_and_their_stats_are_reported(x_train):
+    result = train(x_train, **{**TINY, "arch": "resnet", "loss": "wgan", "reg": "gp", "reg_weight": 10.0,
+                               "kimg": 0.16})
+    row = result.history[-1]
+    assert {"critic_real", "critic_fake", "wasserstein", "gp_penalty", "gp_grad_norm"} <= set(row)
+    assert all(np.isfinite(v) for v in row.values())

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -75,7 +74,7 @@ def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
     run = run_of(reference, store)
     client = MlflowClient(store["MLFLOW_TRACKING_URI"])
     assert run.info.status == "FINISHED"
-    assert run.data.params["train.lr"] == "0.0002" and run.data.params["train.ema.decay"] == "0.999"
+    assert run.data.params["train.g.lr"] == "0.0002" and run.data.params["train.ema.decay"] == "0.999"
     assert run.data.params["base.dataset"] == "mnist"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=reference, capture_output=True, text=True).stdout
     assert run.data.tags["git_commit"] == head.strip() and run.data.tags["git_dirty"] == "false"
@@ -90,7 +89,7 @@ def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
     # where a GAN user looks: the training view of the experiment, a readable run name, the dataset column
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert run.info.run_name == f"mnist-ns-{STEPS * 32 / 1000:g}kimg"
+    assert run.info.run_name == f"mnist-dcgan-ns-{STEPS * 32 / 1000:g}kimg"
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "mnist"
     assert dataset_input.dataset.digest == content_hash(load_info(tiny_mnist_dir))
@@ -98,40 +97,59 @@ def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
     assert json.loads(dataset_input.dataset.profile)["train_images"] == 2048
 
 
-def start_and_signal_after_checkpoint(cwd: Path, data: Path, env: dict, sig: signal.Signals) -> int:
-    """Run the stage, send `sig` as soon as it writes a (new) checkpoint; returns the exit code."""
-    ckpt = cwd / "checkpoints/train.pt"
-    before = ckpt.stat().st_mtime_ns if ckpt.exists() else None
-    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/train.py"), "--data", str(data)], cwd=cwd,
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if ckpt.exists() and ckpt.stat().st_mtime_ns != before:
-            break
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    return proc.wait()
+def start(cwd: Path, data: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / "stages/train.py"), "--data", str(data)], cwd=cwd,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
-def test_interrupt_then_kill_then_rerun_resumes_to_identical_weights(reference, tmp_path, tiny_mnist_dir,
-                                                                      store):
-    cwd = workdir(tmp_path / "interrupted")
+def wait_for_line(proc: subprocess.Popen, prefix: str) -> None:
+    """Read the stage's stdout until a line starts with `prefix` (it prints one line per report)."""
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"the stage ended before printing {prefix!r}: {proc.wait()} {proc.stderr.read()}")
+
+
+def test_sigterm_checkpoints_the_step_reached_then_kill_9_then_resume_is_exact(reference, tmp_path,
+                                                                               tiny_mnist_dir, store):
+    # checkpoints only at the end: any checkpoint before it is the one the signal wrote
+    cwd = workdir(tmp_path / "interrupted", {"train.ckpt_every": 1000})
     ckpt = cwd / "checkpoints/train.pt"
-    # Ctrl-C: exit 130, the MLflow run is marked KILLED, the checkpoint stays
-    assert start_and_signal_after_checkpoint(cwd, tiny_mnist_dir, store, signal.SIGINT) == 130
-    first_stop = load_torch(ckpt)["step"]
-    assert 0 < first_stop < STEPS and run_of(cwd, store).info.status == "KILLED"
-    run_id = run_of(cwd, store).info.run_id
-    # kill -9 of the resumed run, after its next checkpoint: no chance to clean up, like a power cut
-    assert start_and_signal_after_checkpoint(cwd, tiny_mnist_dir, store, signal.SIGKILL) == -signal.SIGKILL
-    killed_at = load_torch(ckpt)["step"]
-    assert first_stop < killed_at < STEPS
+    proc = start(cwd, tiny_mnist_dir, store)
+    wait_for_line(proc, "step 10 ")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    stopped_at = load_torch(ckpt)["step"]
+    assert 10 <= stopped_at < STEPS
+    assert f"stopped by SIGTERM at step {stopped_at}: checkpoint checkpoints/train.pt saved" in err
+    assert "dvc repro" in err and "Traceback" not in err
+    run = run_of(cwd, store)
+    assert run.info.status == "KILLED" and run.data.tags["ganforge.stopped_by"] == "SIGTERM"
+    assert run.data.tags["ganforge.stopped_at_step"] == str(stopped_at)
+    run_id = run.info.run_id
+
+    # the resumed process dies by kill -9 after its next report: no chance to close its run
+    proc = start(cwd, tiny_mnist_dir, store)
+    wait_for_line(proc, f"step {(stopped_at // 10 + 1) * 10} ")
+    assert run_of(cwd, store).info.status == "RUNNING"  # the same run, reopened
+    proc.kill()
+    proc.communicate()
+    assert run_of(cwd, store).info.status == "RUNNING"  # ... and orphaned
 
     proc = train_cli(cwd, tiny_mnist_dir, store)
     assert proc.returncode == 0, proc.stderr
-    assert f"resuming from checkpoint checkpoints/train.pt at step {killed_at}" in proc.stdout
+    assert f"marked MLflow run {run_id} KILLED: its process" in proc.stdout
+    assert f"resuming from checkpoint checkpoints/train.pt at step {stopped_at}" in proc.stdout
     run = run_of(cwd, store)
     assert run.info.run_id == run_id and run.info.status == "FINISHED"  # one MLflow run, continued twice
+    assert run.data.tags["ganforge.orphaned"] == "true"
+    # every report exactly once, although the killed process had logged some past the checkpoint
+    client = MlflowClient(store["MLFLOW_TRACKING_URI"])
+    for key in ("loss_d", "kimg"):
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == list(range(10, STEPS + 1, 10)), key
 
     final, expected = load_torch(cwd / "models/generator.pt"), load_torch(reference / "models/generator.pt")
     assert all(torch.equal(final["state_dict"][k], v) for k, v in expected["state_dict"].items())
@@ -139,6 +157,33 @@ def test_interrupt_then_kill_then_rerun_resumes_to_identical_weights(reference, 
     for net in ("G", "D", "G_ema"):
         assert all(torch.equal(final[net][k], v) for k, v in expected[net].items())
     assert losses(cwd) == losses(reference)
+
+
+def test_two_signals_in_quick_succession_leave_a_loadable_checkpoint(tmp_path, tiny_mnist_dir, store):
+    from ganforge.train.checkpoint import CHECKPOINT_FORMAT
+
+    cwd = workdir(tmp_path / "twice", {"train.ckpt_every": 1})  # a checkpoint write is always under way
+    proc = start(cwd, tiny_mnist_dir, store)
+    wait_for_line(proc, "step 20 ")
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    ckpt = load_torch(cwd / "checkpoints/train.pt")
+    assert ckpt["format"] == CHECKPOINT_FORMAT and ckpt["step"] >= 20
+    assert not list((cwd / "checkpoints").glob(".*.tmp"))  # the interrupted write left nothing behind
+    assert run_of(cwd, store).info.status == "KILLED"
+
+
+def test_ctrl_c_is_handled_like_sigterm(tmp_path, tiny_mnist_dir, store):
+    cwd = workdir(tmp_path / "ctrl-c", {"train.ckpt_every": 1000})
+    proc = start(cwd, tiny_mnist_dir, store)
+    wait_for_line(proc, "step 10 ")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "stopped by SIGINT at step" in err
+    assert 10 <= load_torch(cwd / "checkpoints/train.pt")["step"] < STEPS
+    assert run_of(cwd, store).data.tags["ganforge.stopped_by"] == "SIGINT"
 
 
 def test_a_longer_kimg_continues_the_weights_in_a_new_mlflow_run(reference, tmp_path, tiny_mnist_dir, store):
@@ -173,10 +218,10 @@ def test_resume_never_trains_from_step_0_over_a_finished_checkpoint(reference, t
 
 
 def test_divergence_exits_nonzero_and_fails_the_run(tmp_path, tiny_mnist_dir, store):
-    cwd = workdir(tmp_path, {"train.lr": 3e8, "train.ckpt_every": 1})
+    cwd = workdir(tmp_path, {"train.g.lr": 3e8, "train.d.lr": 3e8, "train.ckpt_every": 1})
     proc = train_cli(cwd, tiny_mnist_dir, store)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("error: training diverged at step ") and "Traceback" not in proc.stderr
+    assert "error: training diverged at step " in proc.stderr and "Traceback" not in proc.stderr
     assert run_of(cwd, store).info.status == "FAILED"
     assert not (cwd / "models/generator.pt").exists()
 
@@ -184,7 +229,8 @@ def test_divergence_exits_nonzero_and_fails_the_run(tmp_path, tiny_mnist_dir, st
 @pytest.mark.parametrize("overrides,message", [
     ({"train.device": "cuda"}, "no CUDA GPU is visible"),
     ({"train.loss": "softmax"}, "train.loss: unknown loss 'softmax' (allowed: "),
-    ({"train.lr": None}, "train.lr: missing key"),
+    ({"train.g.lr": None}, "train.g.lr: missing key"),
+    ({"train.reg.weight": 0}, "train.reg.weight: Input should be greater than 0"),
     ({"base.dataset": "fashion-mnist"}, "base.dataset is 'fashion-mnist' but"),
 ])
 def test_bad_device_or_params_exit_2_before_any_work(tmp_path, tiny_mnist_dir, store, overrides, message):
@@ -193,11 +239,28 @@ def test_bad_device_or_params_exit_2_before_any_work(tmp_path, tiny_mnist_dir, s
     cwd = workdir(tmp_path, {k: v for k, v in overrides.items() if v is not None})
     if None in overrides.values():  # the key is deleted from params.yaml, not set to null
         params = yaml.safe_load((cwd / "params.yaml").read_text())
-        del params["train"]["lr"]
+        del params["train"]["g"]["lr"]
         (cwd / "params.yaml").write_text(yaml.safe_dump(params))
     proc = train_cli(cwd, tiny_mnist_dir, store)
     assert proc.returncode == 2 and message in proc.stderr
     assert not (cwd / "results").exists() and not (cwd / "checkpoints").exists()
+
+
+def test_an_architecture_that_cannot_make_the_datas_images_exits_2(tmp_path, store):
+    import numpy as np
+
+    from ganforge.io import atomic_save_npz
+
+    data = tmp_path / "data"  # 64 px images: DCGAN makes them, the SNGAN ResNet (28, 32 px) does not
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 64, 64), dtype=np.uint8)
+    for split in ("train", "test"):
+        atomic_save_npz(data / f"{split}.npz", images=images, labels=np.zeros(64, np.int64))
+    (data / "info.json").write_text(json.dumps({"name": "mnist", "sha256": {}}))
+    cwd = workdir(tmp_path / "work", {"train.arch": "resnet"})
+    proc = train_cli(cwd, data, store)
+    assert proc.returncode == 2, proc.stderr
+    assert "train.arch: architecture 'resnet' does not support 64 px images" in proc.stderr
+    assert "28, 32" in proc.stderr and not (cwd / "checkpoints").exists()
 
 
 @pytest.mark.slow
@@ -207,7 +270,7 @@ def test_dvc_exp_run_temp_logs_to_the_workspace_store(tmp_path, mnist_dir):
     project = make_project(tmp_path / "project", {**TINY, "train.kimg": 0.32, "train.image_every": 5})
     proc = dvc("repro", "train", cwd=project, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = dvc("exp", "run", "--temp", "-n", "temp-exp", "-S", "train.lr=0.0003", "train", cwd=project,
+    proc = dvc("exp", "run", "--temp", "-n", "temp-exp", "-S", "train.g.lr=0.0003", "train", cwd=project,
                env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -216,7 +279,7 @@ def test_dvc_exp_run_temp_logs_to_the_workspace_store(tmp_path, mnist_dir):
     by_exp = {r.data.tags.get("dvc_exp_name"): r for r in runs}
     assert len(runs) == 2 and set(by_exp) == {None, "temp-exp"}
     exp_run = by_exp["temp-exp"]
-    assert exp_run.data.params["train.lr"] == "0.0003" and exp_run.info.status == "FINISHED"
+    assert exp_run.data.params["train.g.lr"] == "0.0003" and exp_run.info.status == "FINISHED"
     for run in runs:  # the images of both runs are in the workspace's artifact store
         assert client.list_artifacts(run.info.run_id, "images")
         assert str(project / "mlartifacts") in run.info.artifact_uri

@@ -68,20 +68,57 @@ class Ema(Section):
     decay: float = Field(ge=0, lt=1)
 
 
+class Optimizer(Section):
+    """Adam of one network (G or D): separate settings give TTUR (Heusel et al. 2017)."""
+
+    lr: float = Field(gt=0)
+    beta1: float = Field(ge=0, lt=1)
+    beta2: float = Field(ge=0, lt=1)
+
+
+class SpectralNorm(Section):
+    d: bool
+    g: bool
+
+
+class Regularizer(Section):
+    kind: str
+    weight: float = Field(gt=0)  # R1's gamma or GP's lambda
+    every: int = Field(ge=1)  # lazy regularisation interval (D steps)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_regularizer(cls, v: str) -> str:
+        from ganforge.losses import REGULARIZERS
+
+        return _registered("regulariser", tuple(REGULARIZERS), v)
+
+
+class TrainEval(Section):
+    every_kimg: float = Field(ge=0)  # 0 = no in-training evaluation
+    n: int = Field(ge=10)
+
+
 class Train(Section):
     device: Device
     fast: Literal["auto", "off"]
     resume: Literal["auto", "never"]
+    arch: str
+    spectral_norm: SpectralNorm
     loss: str
+    reg: Regularizer
+    augment: str
     z_dim: int = Field(ge=1)
     g_channels: int = Field(ge=1)
     d_channels: int = Field(ge=1)
     batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)
-    beta1: float = Field(ge=0, lt=1)
-    beta2: float = Field(ge=0, lt=1)
+    g: Optimizer
+    d: Optimizer
+    d_steps: int = Field(ge=1)
+    lr_decay: Literal["none", "linear"]
     kimg: float = Field(gt=0)
     ema: Ema
+    eval: TrainEval
     log_every: int = Field(ge=1)
     image_every: int = Field(ge=1)
     ckpt_every: int = Field(ge=1)
@@ -92,6 +129,25 @@ class Train(Section):
         from ganforge.losses import LOSSES
 
         return _registered("loss", tuple(LOSSES), v)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        from ganforge.nets import ARCHITECTURES
+
+        return _registered("architecture", tuple(ARCHITECTURES), v)
+
+    @field_validator("augment")
+    @classmethod
+    def _known_policy(cls, v: str) -> str:
+        from ganforge.augment import parse_policy
+        from ganforge.errors import ConfigError
+
+        try:
+            parse_policy(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
 
 
 class Sample(Section):

@@ -28,10 +28,12 @@ LOSSES: dict[str, type[Loss]] = {
     "lsgan": LeastSquaresLoss,
 }
 
+# Every regulariser is built as cls(weight, every) (train.reg in params.yaml): weight is R1's gamma or
+# GP's lambda; every is the lazy interval.
 REGULARIZERS: dict[str, type[Regularizer]] = {
-    "none": NoRegularizer,  # ()
-    "r1": R1Penalty,  # (gamma, every)
-    "gp": GradientPenalty,  # (lambda_, every)
+    "none": NoRegularizer,
+    "r1": R1Penalty,
+    "gp": GradientPenalty,
 }
 
 
@@ -42,11 +44,21 @@ def make_loss(name: str) -> Loss:
     return LOSSES[name]()
 
 
-def make_regularizer(name: str, **kwargs) -> Regularizer:
-    """The D regulariser registered as `name`, built with its keyword arguments (see REGULARIZERS)."""
+def make_regularizer(name: str, weight: float, every: int) -> Regularizer:
+    """The D regulariser registered as `name` with its weight (R1 gamma, GP lambda) and lazy interval."""
     if name not in REGULARIZERS:
         raise ConfigError(f"unknown regulariser {name!r} (allowed: {', '.join(REGULARIZERS)})")
-    return REGULARIZERS[name](**kwargs)
+    return REGULARIZERS[name](weight, every)
 
 
-__all__ = ["LOSSES", "REGULARIZERS", "Loss", "Regularizer", "make_loss", "make_regularizer"]
+def constraint_warning(loss: str, reg: str, d_spectral_norm: bool) -> str | None:
+    """A loss whose critic must be kept Lipschitz (wgan) with neither a gradient penalty nor spectral norm
+    trains, but its critic values can grow without bound: the sentence to warn with, else None."""
+    if LOSSES[loss].NEEDS_CONSTRAINT and reg != "gp" and not d_spectral_norm:
+        return (f"train.loss {loss} without a Lipschitz constraint on D: its critic is unconstrained (set "
+                "train.reg.kind: gp or train.spectral_norm.d: true)")
+    return None
+
+
+__all__ = ["LOSSES", "REGULARIZERS", "Loss", "Regularizer", "constraint_warning", "make_loss",
+           "make_regularizer"]

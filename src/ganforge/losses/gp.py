@@ -18,8 +18,8 @@ from ganforge.losses.base import Critic, Regularizer, Stats, checked_settings, i
 class GradientPenalty(Regularizer):
     STATS = ("gp_penalty", "gp_grad_norm")  # lambda E(||g|| - 1)^2 (not times every), and E||g|| (-> 1)
 
-    def __init__(self, lambda_: float, every: int):
-        self.lambda_, self.every = checked_settings("gp lambda", lambda_, every)
+    def __init__(self, weight: float, every: int):
+        self.lambda_, self.every = checked_settings("gp lambda", weight, every)  # weight = lambda
 
     def penalty(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor,
                 generator: torch.Generator) -> tuple[torch.Tensor, Stats]:

@@ -14,8 +14,8 @@ from ganforge.losses.base import Critic, Regularizer, Stats
 class NoRegularizer(Regularizer):
     STATS = ()
 
-    def __init__(self):
-        self.every = 1
+    def __init__(self, weight: float, every: int):
+        self.every = 1  # the settings of a penalty that is never applied do not matter
 
     def penalty(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor,
                 generator: torch.Generator) -> tuple[torch.Tensor, Stats]:

@@ -17,8 +17,8 @@ from ganforge.losses.base import Critic, Regularizer, Stats, checked_settings, i
 class R1Penalty(Regularizer):
     STATS = ("r1_penalty", "r1_grad_norm")  # gamma/2 E||g||^2 (not times every), and E||g||
 
-    def __init__(self, gamma: float, every: int):
-        self.gamma, self.every = checked_settings("r1 gamma", gamma, every)
+    def __init__(self, weight: float, every: int):
+        self.gamma, self.every = checked_settings("r1 gamma", weight, every)  # weight = gamma
 
     def penalty(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor,
                 generator: torch.Generator) -> tuple[torch.Tensor, Stats]:

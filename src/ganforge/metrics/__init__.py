@@ -20,6 +20,7 @@ from ganforge.metrics.suite import (
     build_evaluator,
     compute_metrics,
     evaluate_images,
+    in_training_evaluation,
     load_evaluator_metrics,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "compute_metrics",
     "evaluate_images",
     "extract",
+    "in_training_evaluation",
     "load_evaluator",
     "load_evaluator_metrics",
     "save_evaluator",

@@ -139,7 +139,7 @@ class Run:
     def start(cls, experiment: str, params: Mapping, tags: Mapping | None = None,
               run_name: str | None = None, root: str | Path | None = None) -> Run:
         c = client(root)
-        all_tags = {**git_state(root), "params_hash": params_hash(params), **(tags or {})}
+        all_tags = {**git_state(root), "params_hash": params_hash(params), **owner_tags(root), **(tags or {})}
         if os.environ.get("DVC_EXP_NAME"):
             all_tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
         run = c.create_run(experiment_id(c, experiment, root), run_name=run_name,
@@ -157,7 +157,9 @@ class Run:
         except mlflow.exceptions.MlflowException:
             return None
         c.update_run(run_id, status="RUNNING")
-        return cls(run_id, c)
+        self = cls(run_id, c)
+        self.set_tags(owner_tags(root))  # this process owns it now
+        return self
 
     @classmethod
     def attach(cls, run_json: str | Path, root: str | Path | None = None) -> Run:
@@ -182,11 +184,22 @@ class Run:
         """status: FINISHED | FAILED | KILLED."""
         self.client.set_terminated(self.run_id, status=status)
 
+    def close(self, status: str, tags: Mapping | None = None, say: Callable[[str], None] = print) -> None:
+        """finish(status) with tags, for the paths where something else already went wrong: a store that
+        cannot be reached is reported in one line, never raised over the error that ended the run."""
+        try:
+            self.set_tags(tags or {})
+            self.finish(status)
+        except Exception as e:
+            say(f"warning: could not mark MLflow run {self.run_id} {status} ({type(e).__name__}); the next "
+                "training start in this workspace marks it KILLED if its process is gone")
+
     def status(self) -> str:
         return self.client.get_run(self.run_id).info.status
 
-    def write_json(self, path: str | Path) -> None:
-        atomic_write_json(path, {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri})
+    def write_json(self, path: str | Path, **extra) -> None:
+        """results/train/run.json: how sample/evaluate find this run, plus `extra` facts for people."""
+        atomic_write_json(path, {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri, **extra})
 
     # logging -----------------------------------------------------------------------------------
     def log_params(self, flat: Mapping) -> None:
@@ -233,6 +246,53 @@ class Run:
             DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
 
 
+def owner_tags(root: str | Path | None = None) -> dict:
+    """Which process runs a run: host, pid and workspace, so a later start can tell a live run from one
+    whose process died without closing it (kill -9, power loss, the OOM killer)."""
+    import socket
+
+    return {"ganforge.host": socket.gethostname(), "ganforge.pid": os.getpid(),
+            "ganforge.workspace": str(project_root(root))}
+
+
+def _alive(pid: int) -> bool:
+    """A process with this pid exists on this host (pid reuse could keep a dead run looking alive; it is
+    then marked at a later start, never wrongly killed)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def mark_orphans(root: str | Path | None = None, experiment: str = EXPERIMENT,
+                 say: Callable[[str], None] = print) -> list[str]:
+    """Runs of this workspace and host still RUNNING whose process is gone: marked KILLED with the tag
+    ganforge.orphaned=true (the UI and `make compare` would otherwise show them live forever)."""
+    import socket
+
+    c = client(root)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    mine = owner_tags(root)
+    found = c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and "
+                          f"tags.`ganforge.host` = '{socket.gethostname()}'", max_results=1000)
+    orphans = []
+    for r in found:
+        pid = r.data.tags.get("ganforge.pid", "")
+        if r.data.tags.get("ganforge.workspace") != mine["ganforge.workspace"] or not pid.isdigit() \
+                or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        c.set_tag(r.info.run_id, "ganforge.orphaned", "true")
+        c.set_terminated(r.info.run_id, status="KILLED")
+        orphans.append(r.info.run_id)
+        say(f"marked MLflow run {r.info.run_id} KILLED: its process {pid} is gone (ganforge.orphaned=true)")
+    return orphans
+
+
 def open_training_run(params: Mapping, checkpoint_meta: Mapping | None, run_name: str, tags: Mapping,
                       say: Callable[[str], None] = print) -> Run:
     """The run a training logs to: the checkpoint's own run when its logged params still hold, else a new
@@ -242,6 +302,7 @@ def open_training_run(params: Mapping, checkpoint_meta: Mapping | None, run_name
     checkpoint_meta: the `meta` of the checkpoint being resumed (None = no checkpoint): mlflow_run_id and
     params_hash, as this function's caller stores them.
     """
+    mark_orphans(say=say)  # before resuming: the checkpoint's own run may be one of them
     old_id = (checkpoint_meta or {}).get("mlflow_run_id")
     same = checkpoint_meta is not None and checkpoint_meta.get("params_hash") == params_hash(params)
     run = Run.resume(old_id) if old_id and same else None

@@ -4,7 +4,8 @@ The GAN maths lives in ganforge.losses; this file builds the networks, keeps the
 the two phases, and reports. The step itself (`train_step`) is written so that it could be captured as a
 CUDA graph (ganforge.train.fast): no host reads inside it, batches and z are drawn on the device
 from explicit torch.Generators, the step counter and the running loss sums are device tensors.
-The host reads the device only at sync points: every log_every / image_every / ckpt_every steps.
+The host reads the device only at sync points: every log_every / image_every / ckpt_every steps, and at
+the in-training evaluations (which run between steps, eagerly, never inside a captured step).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ganforge.augment import DiffAugment
 from ganforge.errors import GanforgeError
-from ganforge.losses import make_loss
+from ganforge.losses import make_loss, make_regularizer
 from ganforge.nets import build_networks
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
@@ -31,8 +33,10 @@ from ganforge.train.fast import FastPath
 
 # The arguments that determine the training trajectory: a checkpoint is resumed only when all of them
 # match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals.
-TRAJECTORY_KEYS = ("seed", "data_hash", "loss", "z_dim", "g_channels", "d_channels", "batch_size", "lr",
-                   "beta1", "beta2", "ema_enabled", "ema_decay", "device", "fast")
+TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_norm", "loss", "reg",
+                   "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
+                   "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
+                   "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast")
 LOSS_STATS = ("loss_d", "loss_g")  # then the loss object's stats: summed on the device, averaged per report
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 
@@ -62,6 +66,18 @@ def stream_seed(seed: int, stream: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{stream}".encode()).digest()[:8], "little") >> 1
 
 
+class Stopped(GanforgeError):
+    """Training was asked to stop (SIGTERM, SIGINT) and wrote a checkpoint at the step it had reached."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint_path: str | Path | None):
+        import signal
+
+        self.signal_name, self.step = signal_name, step
+        saved = f"checkpoint {checkpoint_path} saved at step {step}" if checkpoint_path else "no checkpoint"
+        super().__init__(f"stopped by {signal_name} at step {step}: {saved}; run `dvc repro` (or this "
+                         "command again) to resume", exit_code=128 + signal.Signals[signal_name].value)
+
+
 @dataclass
 class TrainResult:
     G: torch.nn.Module  # the trained generator (train mode)
@@ -70,63 +86,94 @@ class TrainResult:
     grid: np.ndarray  # uint8 [H, W] (grey) or [H, W, C]: the last fixed-z 8x8 grid
     step: int  # steps done
     kimg: float  # thousands of real images shown to D
+    evals: list[dict]  # one row per in-training evaluation: step, kimg, the evaluation's metrics
+    best: dict | None  # the evaluation with the lowest FID: step, kimg, fid, G (its G_ema weights, CPU)
 
 
 def train(
     x_train: np.ndarray,  # uint8 [N, C, H, W]: the prepared train split (H = W = 28, or a power of two)
     *,
-    seed: int,  # master seed: init, batches, z and the fixed grid z all derive from it
+    seed: int,  # master seed: init, batches, z, augmentation and the fixed grid z all derive from it
     data_hash: str,  # content hash of the data set: a checkpoint resumes only on the same data
+    arch: str,  # a key of ganforge.nets.ARCHITECTURES (dcgan, resnet), sized by the data's resolution
+    g_spectral_norm: bool,  # spectral normalisation of G's layers (SAGAN, BigGAN)
+    d_spectral_norm: bool,  # ... of D's layers (Miyato et al. 2018)
     loss: str,  # a key of ganforge.losses.LOSSES (ns, minimax, hinge, wgan, lsgan)
+    reg: str,  # a key of ganforge.losses.REGULARIZERS (none, r1, gp): a penalty added to D's loss
+    reg_weight: float,  # its weight: R1 gamma, GP lambda
+    reg_every: int,  # lazy regularisation: applied every reg_every steps, times reg_every
+    augment: str,  # DiffAugment policy applied to every image D sees ("" = none), e.g. "translation,cutout"
     z_dim: int,  # length of z ~ N(0, I)
-    g_channels: int,  # DCGAN width of G (channels of its last hidden layer)
-    d_channels: int,  # DCGAN width of D (channels of its first layer)
-    batch_size: int,  # k: real images and z per step
-    lr: float,  # Adam learning rate, both networks
-    beta1: float,  # Adam beta1
-    beta2: float,  # Adam beta2
-    kimg: float,  # length: thousands of real images shown to D (steps = ceil(kimg * 1000 / batch_size))
+    g_channels: int,  # width of G
+    d_channels: int,  # width of D
+    batch_size: int,  # real images and z per D step
+    lr_g: float,  # Adam of G: learning rate, beta1, beta2
+    beta1_g: float,
+    beta2_g: float,
+    lr_d: float,  # Adam of D (TTUR: lr_d != lr_g)
+    beta1_d: float,
+    beta2_d: float,
+    d_steps: int,  # D steps per G step (n_critic); each draws its own real batch and z
+    lr_decay: str,  # none | linear: both learning rates fall linearly to 0 over the run
+    kimg: float,  # length: thousands of real images shown to D (steps = ceil(kimg * 1000 / (batch_size *
+                  # d_steps)); a step is one G step)
     ema_enabled: bool,  # keep G_ema, the moving average of G's weights
     ema_decay: float,  # its per-step decay (after a warm-up, see ema.py)
-    device: str | torch.device,  # a resolved device (ganforge.io.resolve_device)
+    eval_every: int,  # steps between in-training evaluations (and at the last step); 0 = none
+    eval_n: int,  # images each evaluation draws (recorded: a checkpoint's best FID used this many)
+    device: str | torch.device,  # a resolved device (ganforge.device.resolve_device)
     fast: str,  # auto | off: on CUDA, auto = bf16 + channels_last + fused Adam + CUDA graph (fast.py)
     log_every: int,  # steps between stats reports (each one host sync)
     image_every: int,  # steps between fixed-z grids
     ckpt_every: int,  # steps between checkpoints
+    evaluate: Callable[[torch.nn.Module, int], dict] | None = None,  # evaluate(G in eval mode, n) ->
+                      # {"fid": ..., ...} at each eval_every step; the lowest FID is kept as TrainResult.best
     checkpoint_path: str | Path | None = None,  # where checkpoints go; None = no checkpoints
     resume: dict | None = None,  # a checkpoint from checkpoint.load_checkpoint with the same config
     checkpoint_meta: dict | None = None,  # stored as is in each checkpoint (e.g. the MLflow run id)
-    log: Callable[[int, dict], None] | None = None,  # log(step, stats) at each stats report
+    log: Callable[[int, dict], None] | None = None,  # log(step, stats) at each stats report and evaluation
     log_grid: Callable[[int, np.ndarray], None] | None = None,  # log_grid(step, uint8 [H, W(, C)])
+    stop: Callable[[], str | None] | None = None,  # polled after each step; a signal name = checkpoint
+                                                   # that step and raise Stopped (cli.GracefulStop)
     progress: bool = True,  # show a rich progress bar
 ) -> TrainResult:
     config = trajectory_config(locals())
     dev = torch.device(device)
     if x_train.dtype != np.uint8 or x_train.ndim != 4 or len(x_train) == 0:
         raise GanforgeError(f"training data must be uint8 [N, C, H, W], got {x_train.dtype} {x_train.shape}")
+    if eval_every and evaluate is None:
+        raise GanforgeError("internal: eval_every is set but no evaluate function was given")
     n_data, channels, resolution, _ = x_train.shape
-    steps_total = math.ceil(kimg * 1000 / batch_size)
+    img_per_step = batch_size * d_steps  # real images D sees per (G) step
+    steps_total = math.ceil(kimg * 1000 / img_per_step)
 
     # Networks: initialised from the seed on the CPU, then moved: every device starts from the same weights.
     torch.manual_seed(stream_seed(seed, "init"))
-    G, D = build_networks("dcgan", z_dim=z_dim, channels=channels, resolution=resolution,
-                          g_channels=g_channels, d_channels=d_channels, g_spectral_norm=False,
-                          d_spectral_norm=False)
+    G, D = build_networks(arch, z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
+                          d_channels=d_channels, g_spectral_norm=g_spectral_norm,
+                          d_spectral_norm=d_spectral_norm)
     G, D = G.to(dev).train(), D.to(dev).train()
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
     G_ema = make_ema(G) if ema_enabled else None
-    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
-    opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, beta2), **fast_path.adam_options)
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(beta1_g, beta2_g), **fast_path.adam_options)
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(beta1_d, beta2_d), **fast_path.adam_options)
     loss_fn = make_loss(loss)
-    stat_keys = (*LOSS_STATS, *loss_fn.stat_keys())  # the report's columns, in order
+    regularizer = make_regularizer(reg, reg_weight, reg_every)
+    aug = DiffAugment(augment)
+    stat_keys = (*LOSS_STATS, *loss_fn.stat_keys(), *regularizer.STATS)  # the report's columns, in order
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
-    generators = {"data": torch.Generator(dev).manual_seed(stream_seed(seed, "data")),
-                  "z": torch.Generator(dev).manual_seed(stream_seed(seed, "z"))}
+    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, name))
+                  for name in ("data", "z", "augment", "reg")}  # every draw of a step, checkpointed
     fixed_z = torch.randn(GRID_SIZE**2, z_dim, generator=torch.Generator().manual_seed(
         stream_seed(seed, "fixed_z"))).to(dev)  # [64, z_dim], the same on every device
+
+    def D_seen(x: torch.Tensor) -> torch.Tensor:
+        """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
+        policy first, in both phases, so D never sees an unaugmented image it could tell apart."""
+        return D(x if aug.identity else aug(x, generators["augment"]))
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
@@ -135,25 +182,34 @@ def train(
     first_bad = torch.tensor([-1.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
     weights = [*G.parameters(), *D.parameters()]
 
-    def train_step() -> None:
+    def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor]:
         # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
         idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
         x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [B, C, H, W] -> float in [-1, 1]
         z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
-        with fast_path.autocast():  # bf16 forward passes on the fast path (fp32 weights); else no-op
-            x_fake = G(z)  # [B, C, H, W]; one G forward serves both phases
+        return x_real, z
 
-        # D phase: descend L_d on real and (detached) fake images.
-        with fast_path.autocast():
-            loss_d, d_stats = loss_fn.d_loss(D, x_real, x_fake.detach())
-        opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_D.step()
+    def train_step(regularize: bool) -> None:
+        # D phase, d_steps times: descend L_d (+ the penalty) on real and detached fake images. The last D
+        # step's G forward is kept with its graph: it serves the G phase too (one G forward fewer).
+        for i in range(d_steps):
+            x_real, z = real_batch_and_z()
+            last = i == d_steps - 1
+            with fast_path.autocast(), torch.set_grad_enabled(last):  # bf16 on the fast path; else no-op
+                x_fake = G(z)  # [B, C, H, W]; only the last one needs its graph (the G phase uses it)
+            with fast_path.autocast():
+                loss_d, d_stats = loss_fn.d_loss(D_seen, x_real, x_fake.detach())
+            if regularize and last:  # a penalty needs a double backward: fp32, outside autocast
+                penalty, reg_stats = regularizer.penalty(D_seen, x_real, x_fake.detach(), generators["reg"])
+                loss_d = loss_d + penalty
+            opt_D.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_D.step()
 
         # G phase: through the updated D; D is frozen so this backward computes no D gradients.
         D.requires_grad_(False)
         with fast_path.autocast():
-            loss_g, g_stats = loss_fn.g_loss(D, x_fake)
+            loss_g, g_stats = loss_fn.g_loss(D_seen, x_fake)
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()
@@ -163,16 +219,38 @@ def train(
         if G_ema is not None:
             update_ema(G_ema, G, step_t, ema_decay)
         stats = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **d_stats, **g_stats}
+        if regularizer.STATS:
+            # summed x every (zero between applications), so that the report's mean over steps is the mean
+            # per application
+            zero = torch.zeros_like(sums[0])
+            stats.update({k: reg_stats[k] * regularizer.every if regularize else zero
+                          for k in regularizer.STATS})
         sums.add_(torch.stack([*(stats[k].float() for k in stat_keys), torch.ones_like(sums[0])]))
-        # Divergence watch. The weights are watched too: a finite loss can still have overflowing gradients
-        # (NaN weights after this step), and the checkpoint of this step must not hold them.
+        # Divergence watch: non-finite values only (a WGAN critic's outputs are unbounded by design). The
+        # weights are watched too: a finite loss can still have overflowing gradients (NaN weights after this
+        # step), and the checkpoint of this step must not hold them.
         weight_sum = torch.stack([w.detach().sum() for w in weights]).sum()  # NaN/inf iff some weight is
         watch = torch.stack([t.detach().double() for t in (step_t, loss_d, loss_g, weight_sum)])
         newly_bad = (first_bad[0] < 0) & ~torch.isfinite(watch).all()
         first_bad.copy_(torch.where(newly_bad, watch, first_bad))
 
-    # On the fast path train_step is replayed as a CUDA graph (after eager warm-up steps); else it is itself.
-    step_fn = fast_path.step(train_step, generators.values(), (G, D))
+    # On the fast path a step is replayed as a CUDA graph (after eager warm-up steps). A lazy regulariser
+    # (reg_every > 1) makes two kinds of step: the plain one is graphed, the regularised one runs eagerly on
+    # the same tensors. A learning-rate schedule changes a value a graph would have baked in: all eager.
+    lazy = regularizer.STATS and regularizer.every > 1
+    plain_step = fast_path.step(lambda: train_step(regularize=not lazy and bool(regularizer.STATS)),
+                                generators.values(), (G, D)) if lr_decay == "none" else None
+
+    def step_fn(step: int) -> None:
+        regularize = bool(regularizer.STATS) and step % regularizer.every == 0
+        if plain_step is not None and (not lazy or not regularize):
+            plain_step()
+        else:
+            train_step(regularize)
+        if lr_decay == "linear":  # the lr for the next step: lr * (1 - step / steps_total), 0 after the last
+            for opt, lr in ((opt_G, lr_g), (opt_D, lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * (1 - step / steps_total)
 
     @torch.no_grad()
     def fixed_z_grid() -> np.ndarray:
@@ -190,13 +268,14 @@ def train(
                 "G_ema": cpu(G_ema.state_dict()) if G_ema is not None else None,
                 "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
                 "loop": {"step_t": step_t.cpu(), "sums": sums.cpu()},
-                "rng": rng_states(generators)}
+                "rng": rng_states(generators), "evals": evals, "best": best}
 
-    start_step, history = 0, []
+    start_step, history, evals, best = 0, [], [], None
     if resume is not None:
         if resume["config"] != config:
             raise GanforgeError("internal: resume was given a checkpoint written with a different config")
         start_step, history = int(resume["step"]), list(resume["history"])
+        evals, best = list(resume["evals"]), resume["best"]
         G.load_state_dict(resume["G"])
         D.load_state_dict(resume["D"])
         if G_ema is not None:
@@ -217,7 +296,7 @@ def train(
                     f"but its update made the weights non-finite (sum {weight_sum})")
             kept = f"; the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path else ""
             raise GanforgeError(f"training diverged at step {int(bad_step)}: loss_d={bad_d}, loss_g={bad_g} "
-                                f"{what} (lower train.lr?){kept}")
+                                f"{what} (lower train.g.lr and train.d.lr?){kept}")
 
     columns = [TextColumn("[bold]train step"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
@@ -226,30 +305,45 @@ def train(
     t_last, step_last = time.perf_counter(), start_step
     with bar:
         for step in range(start_step + 1, steps_total + 1):  # step = steps done once this one finishes
-            step_fn()
+            step_fn(step)
             bar.advance(task)
+            stopping = stop() if stop is not None else None  # a signal arrived: checkpoint this step, end
             last = step == steps_total
             at_log, at_image = step % log_every == 0 or last, step % image_every == 0 or last
-            at_ckpt = checkpoint_path is not None and (step % ckpt_every == 0 or last)
-            if not (at_log or at_image or at_ckpt):
+            at_ckpt = checkpoint_path is not None and (step % ckpt_every == 0 or last or stopping is not None)
+            at_eval = bool(eval_every) and (step % eval_every == 0 or last)
+            if not (at_log or at_image or at_ckpt or at_eval or stopping):
                 continue
             check_finite()  # before anything is reported or saved: a checkpoint never holds diverged weights
+            row = None
             if at_log:
                 means = (sums[:-1] / sums[-1]).tolist()  # host sync
                 sums.zero_()
-                img_per_s = (step - step_last) * batch_size / max(time.perf_counter() - t_last, 1e-9)
-                row = {"step": step, "kimg": step * batch_size / 1000,
+                img_per_s = (step - step_last) * img_per_step / max(time.perf_counter() - t_last, 1e-9)
+                row = {"step": step, "kimg": step * img_per_step / 1000,
                        **dict(zip(stat_keys, means, strict=True)), "img_per_s": img_per_s}
                 history.append(row)
                 bar.update(task, info=f"kimg {row['kimg']:.1f}  loss_d {row['loss_d']:.3f}  "
                                       f"loss_g {row['loss_g']:.3f}  {img_per_s:.0f} img/s")
-                if log is not None:
-                    log(step, {k: v for k, v in row.items() if k != "step"})
+            if at_eval:  # between steps, eagerly: never inside a captured step
+                G_eval = G_ema if G_ema is not None else G
+                result = {"step": step, "kimg": step * img_per_step / 1000, **evaluate(G_eval, eval_n)}
+                G.train()  # evaluate() puts the network in eval mode (G_ema lives there anyway)
+                evals.append(result)
+                if best is None or result["fid"] < best["fid"]:  # the snapshot to keep (a late collapse
+                    best = {"step": step, "kimg": result["kimg"], "fid": result["fid"],  # cannot undo it)
+                            "G": {k: v.detach().cpu().clone() for k, v in G_eval.state_dict().items()}}
+            if at_ckpt:  # before reporting: the checkpoint's history holds this row, so a report lost to a
+                save_checkpoint(checkpoint_path, checkpoint_state(step))  # crash can be sent on resume
+            if row is not None and log is not None:
+                log(step, {k: v for k, v in row.items() if k != "step"})
+            if at_eval and log is not None:
+                log(step, {f"eval_{k}": v for k, v in evals[-1].items() if k != "step"})
             if at_image and log_grid is not None:
                 log_grid(step, fixed_z_grid())
-            if at_ckpt:
-                save_checkpoint(checkpoint_path, checkpoint_state(step))
+            if stopping:
+                raise Stopped(stopping, step, checkpoint_path)
             t_last, step_last = time.perf_counter(), step  # img/s counts training steps, not reporting
 
     return TrainResult(G=G, G_ema=G_ema, history=history, grid=fixed_z_grid(), step=steps_total,
-                       kimg=steps_total * batch_size / 1000)
+                       kimg=steps_total * img_per_step / 1000, evals=evals, best=best)
