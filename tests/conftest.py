@@ -78,6 +78,22 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def untrained_generator(seed: int = 0, arch: str = "dcgan", spectral_norm: bool = False, z_dim: int = 16,
+                        g_channels: int = 8):
+    """An untrained 28 px, 1-channel G from the architecture registry, in eval mode, with non-trivial
+    BatchNorm running statistics (as training leaves them): the one way tests build a generator."""
+    import torch
+
+    from ganforge.nets import build_networks
+
+    torch.manual_seed(seed)
+    G, _ = build_networks(arch, z_dim=z_dim, channels=1, resolution=28, g_channels=g_channels, d_channels=8,
+                          g_spectral_norm=spectral_norm, d_spectral_norm=False)
+    with torch.no_grad():
+        G.train()(torch.randn(64, z_dim))
+    return G.eval()
+
+
 def tiny_train_kwargs(**overrides) -> dict:
     """ganforge.train.train()'s arguments for a tiny but real run: 8/8-channel DCGAN, batch 32, the seed
     recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for both), CPU, no progress bar.

@@ -8,11 +8,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from conftest import ROOT, run_stage, set_params
+from conftest import ROOT, run_stage, set_params, untrained_generator
 from ganforge.io import atomic_save_npz
 from ganforge.metrics import Reference, load_evaluator
 from ganforge.metrics.evaluator import train_evaluator
-from ganforge.nets import Generator, init_dcgan_weights, save_generator
+from ganforge.nets import save_generator
 from ganforge.sampling import generate
 
 TINY = {"evaluator.device": "cpu", "evaluator.epochs": 3, "evaluator.batch_size": 128,
@@ -34,9 +34,7 @@ def project(tmp_path_factory, tiny_mnist_dir) -> tuple:
     set_params(cwd / "params.yaml", TINY)
     proc = run_stage("evaluator", "--data", str(tiny_mnist_dir), cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stderr
-    torch.manual_seed(0)
-    G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8, spectral_norm=False)
-    init_dcgan_weights(G)
+    G = untrained_generator(0)
     save_generator(cwd / "models/generator.pt", G)
     atomic_save_npz(cwd / "samples/images.npz", images=generate(G, 400, seed=0, batch_size=200))
     run = Run.start("test-evaluate", {"train": {"kimg": 0}}, tags={"dataset": "mnist"}, root=cwd)
@@ -105,6 +103,24 @@ def test_evaluate_stage(evaluated):
     assert {a.path for a in c.list_artifacts(run_id, "evaluate")} == {"evaluate/metrics.json",
                                                                       "evaluate/class_hist.tsv"}
     assert logged.tags["registry.decision"] == "unregistered"  # this run registered no model version
+
+
+def test_in_training_evaluation_gives_the_evaluate_stages_numbers_for_the_same_images(evaluated):
+    from ganforge.config import load_params
+    from ganforge.metrics import Settings, in_training_evaluation
+    from ganforge.nets import load_generator
+
+    cwd, _, _, _ = evaluated
+    p = load_params(cwd / "params.yaml", "base", "evaluate")
+    net, _ = load_evaluator(cwd / "models/evaluator.pt")
+    ref = Reference.load(cwd / "results/evaluator/reference.npz")
+    evaluate = in_training_evaluation(net, ref, Settings.of(p.evaluate, seed=p.base.seed, device="cpu"),
+                                      seed=p.base.seed)
+    G, _ = load_generator(cwd / "models/generator.pt")
+    during = evaluate(G, 400)  # the 400 images the sample fixture drew: seeds 0..399
+    after = json.loads((cwd / "results/evaluate/metrics.json").read_text())
+    for key in ("fid", "precision", "recall", "density", "coverage"):
+        assert during[key] == pytest.approx(after[key], rel=1e-9), key
 
 
 def test_evaluate_stage_without_inception_weights_says_which_file_goes_where(project, tmp_path):

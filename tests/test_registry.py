@@ -17,17 +17,16 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import untrained_generator
 from ganforge.errors import GanforgeError
-from ganforge.nets import Generator, init_dcgan_weights, load_generator, save_generator
+from ganforge.nets import load_generator, save_generator
 from ganforge.sampling import generate
 from ganforge.tracking import promotion, serving
 from ganforge.tracking.store import Run
 
 
 def make_generator(path, seed: int) -> str:
-    torch.manual_seed(seed)
-    G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8, spectral_norm=False)
-    init_dcgan_weights(G)
+    G = untrained_generator(seed)
     save_generator(path, G, meta={"dataset": "mnist", "seed": seed})
     return str(path)
 

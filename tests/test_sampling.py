@@ -8,18 +8,9 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import ROOT, run_stage, set_params
-from ganforge.nets import Generator, init_dcgan_weights, save_generator
+from conftest import ROOT, run_stage, set_params, untrained_generator
+from ganforge.nets import save_generator
 from ganforge.sampling import generate, latent, latents, load_images, make_grid
-
-
-def untrained_generator(z_dim: int = 16, g_channels: int = 8) -> Generator:
-    torch.manual_seed(0)
-    G = Generator(z_dim=z_dim, channels=1, resolution=28, g_channels=g_channels, spectral_norm=False)
-    init_dcgan_weights(G)
-    with torch.no_grad():  # give BatchNorm non-trivial running statistics, as training would
-        G.train()(torch.randn(64, z_dim))
-    return G.eval()
 
 
 def test_images_do_not_depend_on_batch_size():
@@ -55,15 +46,18 @@ def test_grid_layout():
     assert make_grid(images[:, :1]).shape == (2 * 6 + 2, 3 * 6 + 2)  # grayscale: [H, W], square-ish
 
 
-@pytest.fixture()
-def trained_run(tmp_path, monkeypatch, store):
-    """A generator file and an MLflow run recorded in results/train/run.json, as train leaves them."""
+@pytest.fixture(params=[("dcgan", False), ("resnet", True)], ids=["dcgan", "resnet-sn"])
+def trained_run(request, tmp_path, monkeypatch, store):
+    """A generator file (each architecture; spectral norm on G for the ResNet) and an MLflow run recorded in
+    results/train/run.json, as train leaves them."""
     from ganforge.tracking.store import Run
 
     env = store
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    save_generator(tmp_path / "models/generator.pt", untrained_generator(), {"weights": "G", "kimg": 0})
+    arch, sn = request.param
+    G = untrained_generator(arch=arch, spectral_norm=sn)
+    save_generator(tmp_path / "models/generator.pt", G, {"weights": "G", "kimg": 0})
     run = Run.start("test-sample", {"train": {"kimg": 0}}, root=tmp_path)
     run.write_json(tmp_path / "results/train/run.json")
     run.finish()

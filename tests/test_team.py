@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from ganforge.nets import Generator, init_dcgan_weights, save_generator
+from conftest import ROOT, untrained_generator
+from ganforge.nets import save_generator
 from ganforge.tracking import promotion, serving
 from ganforge.tracking.store import Run
 
@@ -107,12 +107,7 @@ def team_runs(server, tmp_path_factory):
             continue
         if ratio is not None:
             torch_seed_path = root / f"g{i}.pt"
-            import torch
-
-            torch.manual_seed(i)
-            G = Generator(z_dim=16, channels=1, resolution=28, g_channels=8, spectral_norm=False)
-            init_dcgan_weights(G)
-            save_generator(torch_seed_path, G)
+            save_generator(torch_seed_path, untrained_generator(i))
             version = serving.log_generator_model(run, torch_seed_path, "mnist")
             run.log_metrics({"fid_ratio": ratio, "fid": ratio * 10})
             promotion.promote_if_better(run, "mnist", version, ratio, root=root)
