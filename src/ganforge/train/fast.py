@@ -15,16 +15,22 @@ train_step can be captured because loop.py keeps it free of host reads: batches 
 torch.Generators, the step counter and the running sums are device tensors, every shape is static.
 
 If the capture fails, training goes on eagerly (still bf16 / channels_last / fused Adam) after ONE log line
-that says why. On CPU, MPS, or with `train.fast: off`, `FastPath.enabled` is False and the loop runs its
-plain fp32 eager step. One thing is shared with the fast path on the CPU, whatever train.fast says: the
-networks are channels_last there too, because oneDNN's NHWC convolutions are faster (bench/RESULTS.md);
-so on a CPU `fast: auto` and `fast: off` remain the same computation, bit for bit.
+that says why. On MPS, or with `train.fast: off`, the loop runs its plain fp32 eager step.
+
+On the CPU, `train.fast: auto` runs the forward passes under bf16 autocast (fp32 master weights, as on CUDA)
+when the CPU computes bf16 natively (avx512_bf16 or AMX: issue 12's probe of the DCGAN step on such a CPU
+ran 1.65x faster); on other CPUs bf16 is only emulated (on an AVX2 EPYC the step ran 2.3-4.8x SLOWER,
+bench/RESULTS.md), so auto trains in fp32 there and says so in one log line per run. No CUDA graph and no
+fused Adam on the CPU: the step is compute-bound, not launch-bound. Whatever train.fast says, CPU networks
+are channels_last, because oneDNN's NHWC convolutions are faster (bench/RESULTS.md); so `fast: off` on a
+CPU is the plain fp32 step, bit for bit as before bf16 existed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,31 +47,62 @@ FAST_MODES = ("auto", "off")
 # records their addresses), let cudnn.benchmark pick its kernels and cuBLAS/cuDNN create their handles and
 # workspaces, none of which may happen inside a capture. Three is what the PyTorch CUDA-graph docs use.
 WARMUP_STEPS = 3
+# Overrides the CPU bf16 detection: "0" = treat this CPU as without native bf16 (fp32 under fast: auto),
+# "1" = as with it (autocast runs everywhere, emulated and slow where the CPU lacks bf16). For tests of the
+# other kind of CPU than the one at hand, and for a CPU where bf16 is measured to be slower after all.
+CPU_BF16_ENV = "GANFORGE_CPU_BF16"
+
+
+def cpu_bf16_supported() -> bool:
+    """Does this CPU compute bf16 natively (avx512_bf16 or AMX)? GANFORGE_CPU_BF16=0/1 overrides.
+
+    Not torch.ops.mkldnn._is_mkldnn_bf16_supported(): that is True on any AVX-512 CPU, where oneDNN only
+    emulates bf16 (conversions around fp32 arithmetic), which is slower than plain fp32.
+    """
+    override = os.environ.get(CPU_BF16_ENV)
+    if override is not None:
+        if override not in ("0", "1"):
+            raise ConfigError(f"{CPU_BF16_ENV}={override!r}: use 1 (bf16) or 0 (fp32), or leave it unset")
+        return override == "1"
+    # torch's cpuinfo-based checks (what its own compiler uses to pick bf16 kernels). Private names, so
+    # guarded: a torch without them gets fp32, the safe choice. (Every AMX CPU also has AMX-BF16.)
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in names)
 
 
 @dataclass(frozen=True)
 class FastPath:
-    """What the loop does differently on the fast path; every member is a no-op when `enabled` is False."""
+    """What the loop does differently on the fast path; with train.fast: off every member is a no-op, except
+    prepare's channels_last on the CPU."""
 
-    enabled: bool  # CUDA and train.fast == auto
-    bf16: bool = False  # autocast to bf16 (False on GPUs without bf16 support: those stay fp32)
+    enabled: bool  # CUDA and train.fast == auto: fused + capturable Adam, the step as a CUDA graph
+    bf16: bool = False  # autocast to bf16 (GPUs and CPUs without native bf16 stay fp32)
     # NHWC weights: cuDNN's fast kernels on the fast path, and oneDNN's on the CPU, where they made the same
-    # step 1.27-1.35x faster (bench/RESULTS.md). On the CPU both fast modes use it, so they stay identical.
+    # step 1.27-1.35x faster (bench/RESULTS.md). On the CPU both fast modes use it.
     channels_last: bool = False
+    device_type: str = "cpu"  # the autocast device
 
     @classmethod
     def choose(cls, fast: str, device: str | torch.device) -> FastPath:
-        """The fast path for `fast` (auto | off) on `device`: enabled only for auto on CUDA."""
+        """The fast path for `fast` (auto | off) on `device`: CUDA graph + bf16 for auto on CUDA, bf16 for
+        auto on a CPU with native bf16, nothing else (channels_last on every CPU)."""
         if fast not in FAST_MODES:
             raise ConfigError(f"unknown train.fast {fast!r} (allowed: {', '.join(FAST_MODES)})")
-        if fast == "off" or torch.device(device).type != "cuda":
-            return cls(enabled=False, channels_last=torch.device(device).type == "cpu")
+        device_type = torch.device(device).type
+        if device_type == "cpu":
+            bf16 = fast == "auto" and cpu_bf16_supported()
+            if fast == "auto" and not bf16:
+                log.warning("train.fast: auto: this CPU has no native bf16 (avx512_bf16 or AMX); "
+                            "training in fp32")
+            return cls(enabled=False, bf16=bf16, channels_last=True)
+        if fast == "off" or device_type != "cuda":
+            return cls(enabled=False, device_type=device_type)
         # A process-wide switch, set only here: the fast path's shapes are static, so autotuning pays once.
         torch.backends.cudnn.benchmark = True
         bf16 = torch.cuda.is_bf16_supported()
         if not bf16:
             log.warning("fast path: this GPU has no bf16 support; training in fp32 (CUDA graph still used)")
-        return cls(enabled=True, bf16=bf16, channels_last=True)
+        return cls(enabled=True, bf16=bf16, channels_last=True, device_type="cuda")
 
     def prepare(self, *nets: nn.Module) -> None:
         """Move the networks' 4-d weights to channels_last, in place (before G_ema is copied from G)."""
@@ -79,13 +116,14 @@ class FastPath:
         return {"fused": True, "capturable": True} if self.enabled else {}
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Wrap forward passes in this: bf16 autocast on the fast path, nothing otherwise.
+        """Wrap forward passes in this: bf16 autocast when `bf16` (CUDA fast path, bf16 CPU), else nothing.
 
         cache_enabled=False: autocast's cache of bf16 weight copies must not outlive a captured region
         (the PyTorch docs require it for graphed callables); the extra casts are inside the graph anyway.
+        On the CPU the same setting keeps one code path: casting the weights again per D call costs ~nothing.
         """
-        if self.enabled and self.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
+        if self.bf16:
+            return torch.autocast(self.device_type, dtype=torch.bfloat16, cache_enabled=False)
         return contextlib.nullcontext()
 
     def step(self, train_step: Callable[[], None], generators: Iterable[torch.Generator],
