@@ -56,8 +56,12 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+    from ganforge.train.fast import cpu_bf16_supported
+
+    # the CPU settings that move CPU figures: native bf16 (fast: auto uses it), threads, OpenMP's waiting
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_bf16": cpu_bf16_supported(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "python": platform.python_version()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -200,6 +204,8 @@ def main(
     warmup: int = typer.Option(20, min=0, help="untimed steps before timing, in each run"),
     rounds: int = typer.Option(1, min=1, help="alternate (a) and (b) this many times"),
     workers: int = typer.Option(2, min=0, help="DataLoader workers of the reference (pytorch/examples: 2)"),
+    vs_off: bool = typer.Option(False, help="each round, also time the project's step with fast=off: the "
+                                            "fast path's own speed-up (bf16 CPU, CUDA)"),
     out: Path = typer.Option("bench/throughput.json", help="where the JSON report goes"),
 ) -> None:
     """Time the project's train step and the reference loop; print images/s and the ratio; write JSON."""
@@ -240,11 +246,17 @@ def main(
         print(f"device {dev}, {len(x_train)} train images of {x_train.shape[1:]}, batch {t.batch_size}, "
               f"fast={train_args['fast']}, {rounds} round(s)", flush=True)
         load_before = os.getloadavg()
-        project, reference = [], []
+        vs_off = vs_off and train_args["fast"] != "off"
+        project, project_off, reference = [], [], []
         for r in range(1, rounds + 1):
             project.append(project_run(x_train, train_args, warmup=warmup, steps=steps))
             print(f"round {r}: project   {project[-1]['img_per_s']:10.1f} img/s "
                   f"({project[-1]['steps']} steps)", flush=True)
+            if vs_off:
+                project_off.append(project_run(x_train, {**train_args, "fast": "off"}, warmup=warmup,
+                                               steps=steps))
+                print(f"round {r}: fast=off   {project_off[-1]['img_per_s']:9.1f} img/s "
+                      f"({project_off[-1]['steps']} steps)", flush=True)
             reference.append(reference_run(x_train, **net_args, device=dev, workers=workers, warmup=warmup,
                                            steps=ref_steps or steps))
             print(f"round {r}: reference {reference[-1]['img_per_s']:10.1f} img/s "
@@ -268,14 +280,21 @@ def main(
             # the cores (the reference's DataLoader workers are not counted, which flatters the reference)
             "cpu_ratio": result["project"]["img_per_cpu_s"] / result["reference"]["img_per_cpu_s"],
         }
+        if vs_off:
+            off_ratios = [a["img_per_s"] / b["img_per_s"] for a, b in zip(project, project_off, strict=True)]
+            report.update({"project_fast_off": totals(project_off, t.batch_size),
+                           "fast_over_off_round_ratios": off_ratios,
+                           "fast_over_off_median_of_rounds": statistics.median(off_ratios)})
         atomic_write_json(out, report)
         for line in collect.lines:
             print(line)
         print(f"project   {result['project']['img_per_s']:10.1f} img/s\n"
               f"reference {result['reference']['img_per_s']:10.1f} img/s\n"
               f"ratio     {ratio:10.2f}x   (median of rounds {statistics.median(round_ratios):.2f}x, "
-              f"per CPU-second {report['cpu_ratio']:.2f}x)\n"
-              f"wrote {out}")
+              f"per CPU-second {report['cpu_ratio']:.2f}x)")
+        if vs_off:
+            print(f"fast/off  {report['fast_over_off_median_of_rounds']:10.2f}x   (median of rounds)")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
