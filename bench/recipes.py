@@ -1,0 +1,100 @@
+"""The recipes table: train each recipe through the real pipeline at one budget and tabulate its quality.
+
+    .venv/bin/python bench/recipes.py                      # every recipe below, one after the other
+    .venv/bin/python bench/recipes.py --only seed-dcgan --only best
+    .venv/bin/python bench/recipes.py --table-only         # rebuild the table from the MLflow store
+
+Each recipe is `dvc exp run --temp -n <name> -S ...` (train -> sample -> evaluate, in a copy of the workspace,
+into the workspace's MLflow store), so every row is reproduced by the command printed beside it. The table
+(markdown, bench/recipes.md) takes fid_ratio, precision, recall, coverage and class KL from the evaluate
+stage, the best snapshot's step from the in-training evaluation, and the training's wall-clock from its
+MLflow run. Run it on a quiet machine: the wall-clock column is only as good as the machine is idle.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET = ["train.kimg=200", "train.eval.every_kimg=25", "train.eval.n=2000"]  # the same for every row
+TTUR = ["train.g.lr=0.0001", "train.d.lr=0.0004", "train.g.beta1=0.0", "train.g.beta2=0.9",
+        "train.d.beta1=0.0", "train.d.beta2=0.9"]
+RECIPES: dict[str, list[str]] = {
+    "seed-dcgan": [],
+    "dcgan-hinge-sn": ["train.loss=hinge", "train.spectral_norm.d=true"],
+    "dcgan-r1-diffaug": ["train.reg.kind=r1", "train.reg.weight=1.0", "train.reg.every=4",
+                         "train.augment=color,translation,cutout"],
+    "resnet-hinge-sn-ttur": ["train.arch=resnet", "train.g_channels=32", "train.d_channels=32",
+                             "train.loss=hinge", "train.spectral_norm.d=true", *TTUR],
+    "dcgan32-b64-lr5e-4": ["train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
+                           "train.g.lr=0.0005", "train.d.lr=0.0005"],
+    "dcgan32-b64-lr5e-4-hinge-sn": ["train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
+                                    "train.g.lr=0.0005", "train.d.lr=0.0005", "train.loss=hinge",
+                                    "train.spectral_norm.d=true"],
+    "fashion-seed-dcgan": ["base.dataset=fashion-mnist"],
+}
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def command(name: str) -> list[str]:
+    return ["dvc", "exp", "run", "--temp", "-n", name, *[a for kv in BUDGET + RECIPES[name]
+                                                         for a in ("-S", kv)]]
+
+
+def table(names: list[str]) -> str:
+    """Markdown rows for the named recipes, from the runs in the workspace's MLflow store."""
+    from mlflow import MlflowClient
+
+    from ganforge.tracking.store import EXPERIMENT, tracking_uri
+
+    c = MlflowClient(tracking_uri(ROOT))
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    rows = ["| recipe | fid_ratio | precision | recall | coverage | class KL | best snapshot (step, kimg) "
+            "| train wall-clock | command |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        runs = c.search_runs([exp.experiment_id], f"tags.dvc_exp_name = '{name}'",
+                             order_by=["attributes.start_time DESC"], max_results=1) if exp else []
+        if not runs:
+            continue
+        r = runs[0]
+        m, t = r.data.metrics, r.data.tags
+        minutes = (r.info.end_time - r.info.start_time) / 60000 if r.info.end_time else float("nan")
+        cmd = " ".join(f"-S {kv}" for kv in BUDGET + RECIPES[name])
+        rows.append(f"| {name} | {m.get('fid_ratio', float('nan')):.2f} | {m.get('precision', 0):.3f} | "
+                    f"{m.get('recall', 0):.3f} | {m.get('coverage', 0):.3f} | {m.get('class_kl', 0):.3f} | "
+                    f"{t.get('best.step', '-')}, {t.get('best.kimg', '-')} | {minutes:.1f} min | "
+                    f"`dvc exp run {cmd}` |")
+    return "\n".join(rows) + "\n"
+
+
+@app.command()
+def main(only: list[str] = typer.Option(None, help="run only these recipes (repeatable)"),
+         table_only: bool = typer.Option(False, help="do not train; rebuild the table from MLflow"),
+         out: Path = typer.Option(ROOT / "bench" / "recipes.md", help="where the markdown table goes")
+         ) -> None:
+    """Run the recipes one after the other, then write the table."""
+    names = only or list(RECIPES)
+    unknown = set(names) - set(RECIPES)
+    if unknown:
+        raise typer.BadParameter(f"unknown recipe(s) {sorted(unknown)} (known: {', '.join(RECIPES)})")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for name in [] if table_only else names:
+        print(f"== {name}: {' '.join(command(name))}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(command(name), cwd=ROOT, env=env)
+        minutes = (time.perf_counter() - t0) / 60
+        print(f"== {name}: exit {proc.returncode} after {minutes:.1f} min", flush=True)
+    text = table(names)
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app()
