@@ -86,7 +86,7 @@ lint-workflows: install
 # numpy, scipy, pillow and pandas are not fetched: the GPU image has them, and they alone exceed 64 MiB.
 # antlr4-python3-runtime (needed by dvc's hydra-core) exists only as an sdist: it is built into a wheel here.
 WHEELS_PY  ?= 3.12
-WHEEL_DEPS := 'dvc>=3.50' 'mlflow-skinny>=2.16' sqlalchemy alembic 'pydantic>=2.5' 'typer>=0.12' 'rich>=13' pyyaml
+WHEEL_DEPS := 'dvc>=3.50' 'mlflow-skinny>=3.17' sqlalchemy alembic 'pydantic>=2.5' 'typer>=0.12' 'rich>=13' pyyaml
 GANFORGE_CACHE ?= $(HOME)/.cache/ganforge
 
 .PHONY: wheels

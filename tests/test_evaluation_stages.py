@@ -15,6 +15,8 @@ from ganforge.metrics.evaluator import train_evaluator
 from ganforge.nets import save_generator
 from ganforge.sampling import generate
 
+pytestmark = pytest.mark.slow  # trains the judge and runs the stages as subprocesses (minutes)
+
 TINY = {"evaluator.device": "cpu", "evaluator.epochs": 3, "evaluator.batch_size": 128,
         "evaluate.n": 400, "evaluate.device": "cpu", "evaluate.kid_subsets": 10,
         "evaluate.kid_subset_size": 100}

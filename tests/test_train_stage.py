@@ -63,6 +63,7 @@ def reference(tmp_path_factory, tiny_mnist_dir, store) -> Path:
     return cwd
 
 
+@pytest.mark.slow
 def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
     G, meta = load_generator(reference / "models/generator.pt")
     assert meta["weights"] == "G_ema" and meta["step"] == STEPS and G.config()["z_dim"] == 32
@@ -111,6 +112,7 @@ def wait_for_line(proc: subprocess.Popen, prefix: str) -> None:
     raise AssertionError(f"the stage ended before printing {prefix!r}: {proc.wait()} {proc.stderr.read()}")
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_the_step_reached_then_kill_9_then_resume_is_exact(reference, tmp_path,
                                                                                tiny_mnist_dir, store):
     # checkpoints only at the end: any checkpoint before it is the one the signal wrote
@@ -159,6 +161,7 @@ def test_sigterm_checkpoints_the_step_reached_then_kill_9_then_resume_is_exact(r
     assert losses(cwd) == losses(reference)
 
 
+@pytest.mark.slow
 def test_two_signals_in_quick_succession_leave_a_loadable_checkpoint(tmp_path, tiny_mnist_dir, store):
     from ganforge.train.checkpoint import CHECKPOINT_FORMAT
 
@@ -175,6 +178,7 @@ def test_two_signals_in_quick_succession_leave_a_loadable_checkpoint(tmp_path, t
     assert run_of(cwd, store).info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_handled_like_sigterm(tmp_path, tiny_mnist_dir, store):
     cwd = workdir(tmp_path / "ctrl-c", {"train.ckpt_every": 1000})
     proc = start(cwd, tiny_mnist_dir, store)
@@ -186,6 +190,7 @@ def test_ctrl_c_is_handled_like_sigterm(tmp_path, tiny_mnist_dir, store):
     assert run_of(cwd, store).data.tags["ganforge.stopped_by"] == "SIGINT"
 
 
+@pytest.mark.slow
 def test_a_longer_kimg_continues_the_weights_in_a_new_mlflow_run(reference, tmp_path, tiny_mnist_dir, store):
     cwd = tmp_path / "longer"
     shutil.copytree(reference, cwd)
@@ -200,6 +205,7 @@ def test_a_longer_kimg_continues_the_weights_in_a_new_mlflow_run(reference, tmp_
     assert losses(cwd)[1:-2] == losses(reference)[1:] and int(losses(cwd)[-1][0]) == STEPS + 20
 
 
+@pytest.mark.slow
 def test_resume_never_trains_from_step_0_over_a_finished_checkpoint(reference, tmp_path, tiny_mnist_dir,
                                                                     store):
     # CI's scheduled retrain: DVC keeps (and a remote restores) the persisted, finished checkpoint
@@ -217,6 +223,7 @@ def test_resume_never_trains_from_step_0_over_a_finished_checkpoint(reference, t
     assert all(torch.equal(final["state_dict"][k], v) for k, v in expected["state_dict"].items())
 
 
+@pytest.mark.slow
 def test_divergence_exits_nonzero_and_fails_the_run(tmp_path, tiny_mnist_dir, store):
     cwd = workdir(tmp_path, {"train.g.lr": 3e8, "train.d.lr": 3e8, "train.ckpt_every": 1})
     proc = train_cli(cwd, tiny_mnist_dir, store)

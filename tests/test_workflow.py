@@ -20,6 +20,7 @@ import yaml
 
 from conftest import ROOT, dvc
 
+pytestmark = pytest.mark.slow  # linters and retrains through dvc
 WORKFLOW = ROOT / ".github" / "workflows" / "retrain.yml"
 VENV_BIN = str(Path(sys.executable).parent)
 ENV = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
