@@ -122,7 +122,7 @@ def train(
     eval_every: int,  # steps between in-training evaluations (and at the last step); 0 = none
     eval_n: int,  # images each evaluation draws (recorded: a checkpoint's best FID used this many)
     device: str | torch.device,  # a resolved device (ganforge.device.resolve_device)
-    fast: str,  # auto | off: on CUDA, auto = bf16 + channels_last + fused Adam + CUDA graph (fast.py)
+    fast: str,  # auto: bf16 + CUDA graph on CUDA, bf16 autocast on bf16 CPUs (fast.py); off: plain fp32
     log_every: int,  # steps between stats reports (each one host sync)
     image_every: int,  # steps between fixed-z grids
     ckpt_every: int,  # steps between checkpoints
