@@ -22,23 +22,23 @@ from pathlib import Path
 import typer
 
 ROOT = Path(__file__).resolve().parents[1]
-BUDGET = ["train.kimg=200", "train.eval.every_kimg=25", "train.eval.n=2000"]  # the same for every row
+BUDGET = ["train.kimg=100", "train.eval.every_kimg=20", "train.eval.n=2000"]  # the same for every row
 TTUR = ["train.g.lr=0.0001", "train.d.lr=0.0004", "train.g.beta1=0.0", "train.g.beta2=0.9",
         "train.d.beta1=0.0", "train.d.beta2=0.9"]
 RECIPES: dict[str, list[str]] = {
     "seed-dcgan": [],
     "dcgan-hinge-sn": ["train.loss=hinge", "train.spectral_norm.d=true"],
     "dcgan-r1-diffaug": ["train.reg.kind=r1", "train.reg.weight=1.0", "train.reg.every=4",
-                         "train.augment=color,translation,cutout"],
+                         "train.augment=color+translation+cutout"],
     "resnet-hinge-sn-ttur": ["train.arch=resnet", "train.g_channels=32", "train.d_channels=32",
                              "train.loss=hinge", "train.spectral_norm.d=true", *TTUR],
-    "dcgan32-b64-lr5e-4": ["train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
-                           "train.g.lr=0.0005", "train.d.lr=0.0005"],
     "dcgan32-b64-lr5e-4-hinge-sn": ["train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
                                     "train.g.lr=0.0005", "train.d.lr=0.0005", "train.loss=hinge",
                                     "train.spectral_norm.d=true"],
-    "fashion-seed-dcgan": ["base.dataset=fashion-mnist"],
 }
+RECIPES["fashion-seed-dcgan"] = ["base.dataset=fashion-mnist"]
+RECIPES["fashion-dcgan32-b64-lr5e-4-hinge-sn"] = ["base.dataset=fashion-mnist",
+                                                 *RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]]
 
 app = typer.Typer(add_completion=False, help=__doc__)
 

@@ -32,6 +32,7 @@ def coordinates(b: int, c: int, h: int, w: int) -> torch.Tensor:
 def test_policy_words_come_from_the_registry_and_a_bad_one_is_named():
     assert parse_policy("") == () and parse_policy("  ") == ()
     assert parse_policy("color, translation,cutout") == ("color", "translation", "cutout")
+    assert parse_policy("color+translation+cutout") == ("color", "translation", "cutout")  # -S friendly
     with pytest.raises(ConfigError, match=r"augmentation 'flip' .*allowed: color, translation, cutout"):
         parse_policy("color,flip")
     with pytest.raises(ConfigError, match="unknown augmentation ''"):

@@ -11,12 +11,13 @@ DiffAugment-pytorch code (mit-han-lab/data-efficient-gans), with two changes:
 Real and fake batches are drawn independently from the same generator stream: the same distribution of
 transforms, as in the official code; the same generator state gives the same transform.
 
-Images are [B, C, H, W] in [-1, 1]. The policy is a comma-separated list of AUGMENTATIONS keys, applied in
-its order; the empty string is the identity. The ratios are the paper's and part of each transform.
+Images are [B, C, H, W] in [-1, 1]. The policy is a list of AUGMENTATIONS keys (separated by , or +),
+applied in its order; the empty string is the identity. The ratios are the paper's and part of each transform.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
@@ -103,16 +104,19 @@ AUGMENTATIONS: dict[str, tuple[Transform, ...]] = {
 
 
 def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color,translation,cutout' -> ('color', 'translation', 'cutout'); '' -> () (the identity).
+    """'color,translation,cutout' (the paper's form) or 'color+translation+cutout' -> ('color',
+    'translation', 'cutout'); '' -> () (the identity).
 
-    Spaces around words are ignored; an unknown (or empty) word is a ConfigError naming it."""
+    '+' exists for command lines: `dvc exp run -S train.augment=a,b` reads the comma as a sweep of two
+    values, and CI's override check allows no commas. Spaces around words are ignored; an unknown (or empty)
+    word is a ConfigError naming it."""
     if policy.strip() == "":
         return ()
-    words = tuple(word.strip() for word in policy.split(","))
+    words = tuple(word.strip() for word in re.split(r"[,+]", policy))
     for word in words:
         if word not in AUGMENTATIONS:
             raise ConfigError(f"unknown augmentation {word!r} in policy {policy!r} "
-                              f"(allowed: {', '.join(AUGMENTATIONS)}, comma-separated; '' for none)")
+                              f"(allowed: {', '.join(AUGMENTATIONS)}, separated by , or +; '' for none)")
     return words
 
 
