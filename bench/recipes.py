@@ -32,6 +32,8 @@ RECIPES: dict[str, list[str]] = {
                          "train.augment=color+translation+cutout"],
     "resnet-hinge-sn-ttur": ["train.arch=resnet", "train.g_channels=32", "train.d_channels=32",
                              "train.loss=hinge", "train.spectral_norm.d=true", *TTUR],
+    "dcgan32-b64-lr5e-4": ["train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
+                           "train.g.lr=0.0005", "train.d.lr=0.0005"],
     "dcgan32-b64-lr5e-4-hinge-sn": ["train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
                                     "train.g.lr=0.0005", "train.d.lr=0.0005", "train.loss=hinge",
                                     "train.spectral_norm.d=true"],
