@@ -219,12 +219,10 @@ def train(
         if G_ema is not None:
             update_ema(G_ema, G, step_t, ema_decay)
         stats = {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **d_stats, **g_stats}
-        if regularizer.STATS:
-            # summed x every (zero between applications), so that the report's mean over steps is the mean
-            # per application
-            zero = torch.zeros_like(sums[0])
-            stats.update({k: reg_stats[k] * regularizer.every if regularize else zero
-                          for k in regularizer.STATS})
+        # the penalty's stats, summed x every (zero between applications): the report's mean over steps is
+        # then the mean per application ("none" has no stats)
+        zero = torch.zeros_like(sums[0])
+        stats.update({k: reg_stats[k] * regularizer.every if regularize else zero for k in regularizer.STATS})
         sums.add_(torch.stack([*(stats[k].float() for k in stat_keys), torch.ones_like(sums[0])]))
         # Divergence watch: non-finite values only (a WGAN critic's outputs are unbounded by design). The
         # weights are watched too: a finite loss can still have overflowing gradients (NaN weights after this
@@ -237,12 +235,13 @@ def train(
     # On the fast path a step is replayed as a CUDA graph (after eager warm-up steps). A lazy regulariser
     # (reg_every > 1) makes two kinds of step: the plain one is graphed, the regularised one runs eagerly on
     # the same tensors. A learning-rate schedule changes a value a graph would have baked in: all eager.
-    lazy = regularizer.STATS and regularizer.every > 1
-    plain_step = fast_path.step(lambda: train_step(regularize=not lazy and bool(regularizer.STATS)),
+    # ("none" is applied every step too: it adds an exact zero, which changes no bit of the trajectory)
+    lazy = regularizer.every > 1
+    plain_step = fast_path.step(lambda: train_step(regularize=not lazy),
                                 generators.values(), (G, D)) if lr_decay == "none" else None
 
     def step_fn(step: int) -> None:
-        regularize = bool(regularizer.STATS) and step % regularizer.every == 0
+        regularize = step % regularizer.every == 0
         if plain_step is not None and (not lazy or not regularize):
             plain_step()
         else:
