@@ -38,6 +38,9 @@ RECIPES: dict[str, list[str]] = {
                                     "train.g.lr=0.0005", "train.d.lr=0.0005", "train.loss=hinge",
                                     "train.spectral_norm.d=true"],
 }
+BEST = RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]
+# longer budgets of the best 100-kimg recipe (a later -S of the same key wins): is it still improving?
+RECIPES["best-300kimg"] = [*BEST, "train.kimg=300", "train.eval.every_kimg=50"]
 RECIPES["fashion-seed-dcgan"] = ["base.dataset=fashion-mnist"]
 RECIPES["fashion-dcgan32-b64-lr5e-4-hinge-sn"] = ["base.dataset=fashion-mnist",
                                                  *RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]]
