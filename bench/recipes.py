@@ -41,6 +41,10 @@ RECIPES: dict[str, list[str]] = {
 BEST = RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]
 # longer budgets of the best 100-kimg recipe (a later -S of the same key wins): is it still improving?
 RECIPES["best-300kimg"] = [*BEST, "train.kimg=300", "train.eval.every_kimg=50"]
+# the candidates for the default at the CPU budget (issue 12: about 200 kimg fit in 5 minutes at 32 channels)
+RECIPES["best-200kimg-decay"] = [*BEST, "train.kimg=200", "train.lr_decay=linear"]
+RECIPES["best-200kimg-g64"] = [*BEST, "train.kimg=200", "train.g_channels=64"]
+RECIPES["best-200kimg-b32"] = [*BEST, "train.kimg=200", "train.batch_size=32"]
 RECIPES["fashion-seed-dcgan"] = ["base.dataset=fashion-mnist"]
 RECIPES["fashion-dcgan32-b64-lr5e-4-hinge-sn"] = ["base.dataset=fashion-mnist",
                                                  *RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]]
