@@ -40,6 +40,7 @@ def main(
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
+        from ganforge.errors import ConfigError
 
         p = load_params(params, "base", "train", "evaluate")  # bad params/device: exit 2 before heavy imports
         cfg = p.train
@@ -48,7 +49,12 @@ def main(
         from ganforge.data.prepared import content_hash, load_info, load_split
 
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
-        x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
+        x_train, y_train = load_split(data, "train")  # uint8 [N, C, H, W], int64 [N]
+        classes = list(info.get("classes", []))
+        if cfg.conditional and len(classes) < 2:
+            raise ConfigError(f"train.conditional is true but {data} has no labels ({len(classes)} class: a "
+                              "flat image folder): arrange the images in one sub-folder per class, or set "
+                              "train.conditional: false")
 
         from ganforge.cli import GracefulStop, Interrupted
         from ganforge.errors import GanforgeError
@@ -99,8 +105,8 @@ def main(
 
         try:
             with GracefulStop() as stop:  # SIGTERM/SIGINT: finish the step, checkpoint it, then stop
-                result = train(x_train, **args, evaluate=evaluate, checkpoint_path=ckpt_path, resume=ckpt,
-                               checkpoint_meta=meta, log=log,
+                result = train(x_train, y_train, len(classes), **args, evaluate=evaluate,
+                               checkpoint_path=ckpt_path, resume=ckpt, checkpoint_meta=meta, log=log,
                                log_grid=lambda step, grid: tracked.image(step, "samples_fixed_z", grid),
                                stop=lambda: stop.requested, progress=sys.stderr.isatty())
         except Stopped as e:
@@ -123,7 +129,8 @@ def main(
         save_generator(model, G_out, meta={
             "weights": "G_ema" if ema else "G", "ema": ema, "dataset": p.base.dataset, "data_hash": data_hash,
             "arch": cfg.arch, "loss": cfg.loss, "seed": p.base.seed, "trained_steps": result.step,
-            "trained_kimg": result.kimg, **snapshot, "mlflow_run_id": run.run_id})
+            "trained_kimg": result.kimg, **snapshot, "mlflow_run_id": run.run_id,
+            **({"classes": classes} if cfg.conditional else {})})  # class names: sample/evaluate check them
         run.write_json(results / "run.json", snapshot={"best" if result.best else "last": snapshot})
         atomic_write_text(results / "eval.tsv", history_tsv(result.evals) if result.evals else "step\tfid\n")
         if result.best is not None:

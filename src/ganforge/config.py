@@ -118,6 +118,8 @@ class Train(Section):
     lr_decay: Literal["none", "linear"]
     kimg: float = Field(gt=0)
     ema: Ema
+    conditional: bool  # class-conditional G and D (needs labelled data)
+    fake_labels: str  # the classes asked of G while training (conditional only)
     eval: TrainEval
     log_every: int = Field(ge=1)
     image_every: int = Field(ge=1)
@@ -129,6 +131,13 @@ class Train(Section):
         from ganforge.losses import LOSSES
 
         return _registered("loss", tuple(LOSSES), v)
+
+    @field_validator("fake_labels")
+    @classmethod
+    def _known_fake_labels(cls, v: str) -> str:
+        from ganforge.nets.conditional import FAKE_LABELS
+
+        return _registered("fake_labels choice", FAKE_LABELS, v)
 
     @field_validator("arch")
     @classmethod

@@ -1,0 +1,126 @@
+"""Class-conditional generation (issue 13): conditional BatchNorm G, projection D, conditional training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_stage, set_params, tiny_train_kwargs, untrained_generator
+from ganforge.nets import build_networks, load_generator, save_generator
+from ganforge.sampling import generate
+
+K = 10
+
+
+def conditional_pair(arch: str, d_sn: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_networks(arch, z_dim=8, channels=1, resolution=28, g_channels=8, d_channels=16,
+                          g_spectral_norm=False, d_spectral_norm=d_sn, num_classes=K)
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_projection_d_is_the_unconditional_term_plus_embedding_dot_features(arch):
+    """D(x, y) = psi(phi(x)) + <embed(y), phi(x)> (Miyato & Koyama 2018), on hand-made embedding weights."""
+    _, D = conditional_pair(arch)
+    D.eval()
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    y = torch.tensor([0, 3, 3, 7, 9, 1])
+    with torch.no_grad():
+        D.embed.weight.zero_()  # embedding 0: the unconditional D with the same weights
+        uncond = build_networks(arch, z_dim=8, channels=1, resolution=28, g_channels=8, d_channels=16,
+                                g_spectral_norm=False, d_spectral_norm=False)[1].eval()
+        uncond.load_state_dict({k: v for k, v in D.state_dict().items() if not k.startswith("embed")})
+        psi = uncond(x)  # [6]
+        torch.testing.assert_close(D(x, y), psi)
+        # embed(c) = c * ones: the projection adds c * sum(phi(x)), by hand
+        D.embed.weight.copy_(torch.arange(K, dtype=torch.float32)[:, None].expand_as(D.embed.weight))
+        phi = D.features(x).flatten(1)  # [6, F]
+        torch.testing.assert_close(D(x, y), psi + y.float() * phi.sum(1))
+        # a one-hot embedding picks one feature: class c reads feature c
+        D.embed.weight.copy_(torch.eye(K, D.embed.weight.shape[1]))
+        torch.testing.assert_close(D(x, y), psi + phi[torch.arange(6), y])
+    assert psi.abs().sum() > 0 and phi.abs().sum() > 0  # the terms compared are not all zero
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_conditional_g_obeys_the_class_and_the_file_rebuilds_it(tmp_path, arch):
+    G = untrained_generator(arch=arch, num_classes=K)
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        a, b = G(z, torch.tensor([1, 1, 1, 1])), G(z, torch.tensor([2, 2, 2, 2]))
+    assert (a - b).abs().mean() > 1e-3  # the class changes the image
+    with pytest.raises(ValueError, match="needs labels"):
+        G(z)
+    save_generator(tmp_path / "g.pt", G, {"classes": [str(c) for c in range(K)]})
+    G2, meta = load_generator(tmp_path / "g.pt")
+    assert G2.num_classes == K and meta["classes"][3] == "3"
+    a, b = generate(G2, 12, seed=5, batch_size=5), generate(G, 12, seed=5, batch_size=12)
+    if arch == "dcgan":
+        np.testing.assert_array_equal(a, b)
+    else:  # the ResNet's CPU convolutions round differently per batch size (~1e-6, unconditional ones too):
+        assert np.abs(a.astype(int) - b).max() <= 1 and (a != b).mean() < 1e-3  # a grey level, rarely
+
+
+def test_unconditional_networks_take_no_labels_and_have_no_class_parameters():
+    G, D = build_networks("resnet", z_dim=8, channels=1, resolution=28, g_channels=8, d_channels=8,
+                          g_spectral_norm=False, d_spectral_norm=True)
+    assert G.num_classes == 0 and D.embed is None
+    assert not any("gain" in k or "embed" in k for k in [*G.state_dict(), *D.state_dict()])
+    with pytest.raises(ValueError, match="no labels"):
+        D(torch.zeros(2, 1, 28, 28), torch.tensor([0, 1]))
+
+
+def labelled_data(data_dir, n: int = 256):
+    from ganforge.data.prepared import load_split
+
+    x, y = load_split(data_dir, "train")
+    return x[:n], y[:n]
+
+
+@pytest.mark.parametrize("arch, loss, reg, d_sn, fake_labels", [
+    ("dcgan", "ns", "r1", False, "uniform"),
+    ("resnet", "hinge", "gp", True, "histogram"),
+])
+def test_conditional_training_runs_and_keeps_its_labels(tiny_mnist_dir, arch, loss, reg, d_sn, fake_labels):
+    from ganforge.train import train
+
+    x, y = labelled_data(tiny_mnist_dir)
+    kw = tiny_train_kwargs(arch=arch, loss=loss, reg=reg, d_spectral_norm=d_sn, conditional=True,
+                           fake_labels=fake_labels, kimg=0.096)
+    result = train(x, y, K, **kw)
+    assert result.G_ema.num_classes == K and np.isfinite(result.history[-1]["loss_d"])
+    assert result.grid.shape == (K * 30 + 2, 8 * 30 + 2)  # one row per class, 8 columns
+    # the same seed, same labels, same weights: training is deterministic
+    again = train(x, y, K, **kw)
+    for k, v in result.G.state_dict().items():
+        torch.testing.assert_close(v, again.G.state_dict()[k], rtol=0, atol=0)
+
+
+def test_conditional_training_needs_labels(tiny_mnist_dir):
+    from ganforge.errors import GanforgeError
+    from ganforge.train import train
+
+    x, _ = labelled_data(tiny_mnist_dir, 64)
+    with pytest.raises(GanforgeError, match="at least 2 classes"):
+        train(x, np.zeros(64, np.int64), 1, **tiny_train_kwargs(conditional=True))
+
+
+def test_train_stage_exits_2_on_a_flat_folder_dataset(tmp_path, store):
+    from ganforge.io import atomic_save_npz
+
+    data = tmp_path / "data"  # a flat folder: one class
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8)
+    for split in ("train", "test"):
+        atomic_save_npz(data / f"{split}.npz", images=images, labels=np.zeros(64, np.int64))
+    (data / "info.json").write_text(json.dumps({"name": "mnist", "sha256": {}, "classes": ["faces"]}))
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(cwd / "params.yaml", {"train.conditional": True, "train.device": "cpu"})
+    proc = run_stage("train", "--params", "params.yaml", "--data", str(data), cwd=cwd, env=store)
+    assert proc.returncode == 2, proc.stderr
+    assert "train.conditional" in proc.stderr and "no labels" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (cwd / "checkpoints").exists()
