@@ -124,3 +124,100 @@ def test_train_stage_exits_2_on_a_flat_folder_dataset(tmp_path, store):
     assert proc.returncode == 2, proc.stderr
     assert "train.conditional" in proc.stderr and "no labels" in proc.stderr
     assert "Traceback" not in proc.stderr and not (cwd / "checkpoints").exists()
+
+
+# --- controlled sampling: the sample stage and the pyfunc ---
+
+def test_same_seed_and_class_give_the_same_image_for_any_batch_size():
+    G = untrained_generator(num_classes=K)
+    labels = np.array([3, 3, 7, 0, 9, 3, 1, 7, 7, 2, 5])
+    whole = generate(G, 11, seed=20, batch_size=11, labels=labels)
+    for batch in (1, 4):
+        np.testing.assert_array_equal(generate(G, 11, seed=20, batch_size=batch, labels=labels), whole)
+    one = generate(G, 1, seed=20 + 4, batch_size=1, labels=np.array([9]))  # image 4 alone
+    np.testing.assert_array_equal(one[0], whole[4])
+    assert not np.array_equal(generate(G, 1, seed=24, batch_size=1, labels=np.array([8]))[0], whole[4])
+
+
+@pytest.fixture
+def conditional_run(tmp_path, monkeypatch, store):
+    """A conditional generator file with class names, an MLflow run, and params for 30 images."""
+    from ganforge.tracking.store import Run
+
+    for k, v in store.items():
+        monkeypatch.setenv(k, v)
+    G = untrained_generator(num_classes=K)
+    save_generator(tmp_path / "models/generator.pt", G, {"weights": "G", "kimg": 0,
+                                                          "classes": [str(c) for c in range(K)]})
+    run = Run.start("test-conditional-sample", {"train": {"kimg": 0}}, root=tmp_path)
+    run.write_json(tmp_path / "results/train/run.json")
+    run.finish()
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    set_params(tmp_path / "params.yaml", {"evaluate.n": 30, "sample.batch_size": 8, "sample.device": "cpu",
+                                          "base.seed": 4, "sample.classes": [3, "7"]})
+    return tmp_path, run
+
+
+def test_sample_stage_writes_requested_labels_and_one_grid_row_per_class(conditional_run, store):
+    from PIL import Image
+
+    cwd, _ = conditional_run
+    proc = run_stage("sample", cwd=cwd, env=store)
+    assert proc.returncode == 0, proc.stderr
+    with np.load(cwd / "samples/images.npz") as z:
+        images, labels = z["images"], z["labels"]
+    np.testing.assert_array_equal(labels, np.array([3, 7] * 15))  # classes[i mod 2], "7" by name
+    G, _ = load_generator(cwd / "models/generator.pt")
+    np.testing.assert_array_equal(images, generate(G, 30, seed=4, batch_size=30, labels=labels))
+    grid = np.asarray(Image.open(cwd / "samples/grid.png"))
+    assert grid.shape == (2 * 30 + 2, 10 * 30 + 2)  # 2 classes -> 2 rows of 10
+
+
+@pytest.mark.parametrize("classes, message", [
+    ([3, 10], "sample.classes: unknown class 10 (the classes: 0=0, 1=1,"),
+    (["seven"], "sample.classes: unknown class 'seven'"),
+])
+def test_sample_stage_exits_2_on_an_unknown_class(conditional_run, store, classes, message):
+    cwd, _ = conditional_run
+    set_params(cwd / "params.yaml", {"sample.classes": classes})
+    proc = run_stage("sample", cwd=cwd, env=store)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "9=9" in proc.stderr and not (cwd / "samples").exists()
+
+
+def test_sample_classes_on_an_unconditional_generator_exit_2(conditional_run, store):
+    cwd, _ = conditional_run
+    save_generator(cwd / "models/generator.pt", untrained_generator(), {"weights": "G"})
+    proc = run_stage("sample", cwd=cwd, env=store)
+    assert proc.returncode == 2 and "unconditional" in proc.stderr, proc.stderr
+
+
+def test_pyfunc_equals_the_sample_stage_for_the_same_seeds_and_classes(conditional_run, store):
+    import mlflow
+    import pandas as pd
+
+    from ganforge.errors import GanforgeError
+    from ganforge.tracking.serving import log_generator_model
+    from ganforge.tracking.store import Run
+
+    cwd, _ = conditional_run
+    assert run_stage("sample", cwd=cwd, env=store).returncode == 0
+    with np.load(cwd / "samples/images.npz") as z:
+        stage = z["images"].transpose(0, 2, 3, 1)  # classes [3, 7], seeds 4..33
+    run = Run.start("test-conditional-pyfunc", {"train": {"kimg": 0}}, root=cwd)
+    version = log_generator_model(run, cwd / "models/generator.pt", "mnist")
+    run.finish()
+    m = mlflow.pyfunc.load_model(f"models:/ganforge-mnist/{version}")
+    np.testing.assert_array_equal(m.predict({"count": 30, "seed": 4, "class": [3, 7]}), stage)
+    np.testing.assert_array_equal(m.predict({"count": 30, "seed": 4, "classes": [3, 7]}), stage)
+    # a row per class and seed pair: image 1 (seed 5) is a 7, image 2 (seed 6) a 3
+    two = m.predict(pd.DataFrame({"count": [1, 1], "seed": [5, 6], "class": [7, 3]}))
+    np.testing.assert_array_equal(two, stage[1:3])
+    # without a class: every class in turn, as the sample stage with sample.classes null
+    G, _ = load_generator(cwd / "models/generator.pt")
+    np.testing.assert_array_equal(m.predict({"count": 12, "seed": 0}),
+                                  generate(G, 12, seed=0, batch_size=12).transpose(0, 2, 3, 1))
+    for bad, message in ((10, "unknown class 10"), (2.5, "unknown class 2.5"), ("x", "unknown class 'x'"),
+                         ([1, -1], "unknown class -1")):
+        with pytest.raises(GanforgeError, match=message):
+            m.predict({"count": 2, "seed": 0, "class": bad})

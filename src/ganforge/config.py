@@ -162,6 +162,7 @@ class Train(Section):
 class Sample(Section):
     batch_size: int = Field(ge=1)
     truncation: float | None = Field(gt=0)
+    classes: list[int | str] | None  # conditional G: the classes to draw (names or indices); null = all
     device: Device
 
 

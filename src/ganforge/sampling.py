@@ -39,6 +39,38 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+def class_names(G: torch.nn.Module, meta: dict) -> list[str]:
+    """The names of a conditional G's classes (the generator file's meta; indices when it has none)."""
+    names = meta.get("classes") or [str(k) for k in range(G.num_classes)]
+    return [str(c) for c in names]
+
+
+def resolve_classes(requested, names: list[str], what: str, by_name: bool = True) -> list[int]:
+    """Class indices of `requested` (one class or a list): each entry a class name (by_name) or an index in
+    [0, K). Anything else is a GanforgeError naming `what` and listing the classes, before any image.
+    An unconditional G (no names) takes no classes."""
+    from ganforge.errors import ConfigError as GanforgeError  # bad input: exit 2
+
+    listing = ", ".join(f"{k}={name}" for k, name in enumerate(names))
+    if not names:
+        raise GanforgeError(f"{what}: this generator is unconditional (trained with train.conditional: "
+                            "false): it takes no class")
+    items = list(requested) if isinstance(requested, list | tuple | np.ndarray) else [requested]
+    if not items:
+        raise GanforgeError(f"{what}: an empty list of classes (the classes: {listing})")
+    out = []
+    for c in items:
+        if by_name and str(c) in names:
+            out.append(names.index(str(c)))
+            continue
+        whole = isinstance(c, int | np.integer) or (isinstance(c, float | np.floating) and math.isfinite(c)
+                                                     and float(c).is_integer())  # 3.0 from a pandas column
+        if isinstance(c, bool | np.bool_) or not whole or not 0 <= int(c) < len(names):
+            raise GanforgeError(f"{what}: unknown class {c!r} (the classes: {listing})")
+        out.append(int(c))
+    return out
+
+
 def class_cycle(n: int, classes) -> np.ndarray:
     """int64 [n]: classes[i mod len(classes)] for image i, the labels of a conditional sample."""
     classes = np.asarray(classes, dtype=np.int64)
@@ -80,6 +112,18 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.n
         top, left = pad + r * (h + pad), pad + k * (w + pad)
         grid[:, top : top + h, left : left + w] = images[i]
     return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+
+
+def class_grid(images: np.ndarray, labels: np.ndarray, per_class: int = 10) -> np.ndarray:
+    """One row per class present in `labels` (in order of first appearance), its first `per_class` images:
+    uint8 [N, C, H, W] + int [N] -> one picture (make_grid)."""
+    order = list(dict.fromkeys(np.asarray(labels).tolist()))
+    rows = []
+    for k in order:
+        mine = images[np.asarray(labels) == k][:per_class]
+        pad = np.zeros((per_class - len(mine), *images.shape[1:]), np.uint8)  # fewer than per_class: black
+        rows.append(np.concatenate([mine, pad]))
+    return make_grid(np.concatenate(rows), nrow=per_class)
 
 
 def png_bytes(picture: np.ndarray) -> bytes:
