@@ -221,3 +221,29 @@ def test_pyfunc_equals_the_sample_stage_for_the_same_seeds_and_classes(condition
                          ([1, -1], "unknown class -1")):
         with pytest.raises(GanforgeError, match=message):
             m.predict({"count": 2, "seed": 0, "class": bad})
+
+
+# --- conditional metrics ---
+
+def test_conditional_metrics_on_hand_made_features():
+    """Features of class k ~ N(6 e_k, I) and a judge that predicts the nearest class mean: samples with
+    their true classes score accuracy ~1 and an intra-class FID near 0; the same samples with shuffled
+    classes score chance and a large intra-class FID."""
+    from ganforge.metrics.conditional import conditional_metrics
+    from ganforge.metrics.evaluator import FeatureSet
+
+    rng = np.random.default_rng(0)
+    means = 6 * np.eye(K, 16)
+
+    def features(labels):
+        f = means[labels] + rng.standard_normal((len(labels), 16))
+        probs = np.eye(K)[np.argmin(((f[:, None, :] - means[None]) ** 2).sum(-1), axis=1)]
+        return FeatureSet(f.astype(np.float32), probs.astype(np.float32))
+
+    real_labels, labels = rng.integers(0, K, 3000), rng.integers(0, K, 3000)
+    real, gen = features(real_labels), features(labels)
+    good, rows = conditional_metrics(gen, labels, real, real_labels)
+    assert good["cond_accuracy"] > 0.95 and good["intra_fid"] < 1 and good["classes_measured"] == K
+    assert [r["class"] for r in rows] == list(range(K)) and sum(r["n"] for r in rows) == 3000
+    bad, _ = conditional_metrics(gen, rng.permutation(labels), real, real_labels)
+    assert bad["cond_accuracy"] < 0.2 and bad["intra_fid"] > 10

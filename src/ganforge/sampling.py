@@ -137,15 +137,24 @@ def png_bytes(picture: np.ndarray) -> bytes:
 
 def load_images(path) -> np.ndarray:
     """samples/images.npz -> uint8 [N, C, H, W] (GanforgeError if absent or malformed)."""
+    return load_samples(path)[0]
+
+
+def load_samples(path) -> tuple[np.ndarray, np.ndarray | None]:
+    """samples/images.npz -> (uint8 images [N, C, H, W], the requested labels int64 [N] of a conditional
+    generator's samples, else None) (GanforgeError if absent or malformed)."""
     from ganforge.errors import GanforgeError
 
     try:
         with np.load(path, allow_pickle=False) as z:
             images = z["images"]
+            labels = z["labels"].astype(np.int64) if "labels" in z else None
     except FileNotFoundError:
         raise GanforgeError(f"{path} not found: run the sample stage first (dvc repro sample)") from None
     except (OSError, ValueError, KeyError) as e:
         raise GanforgeError(f"{path} is not a sample file with uint8 images ({e})") from None
     if images.dtype != np.uint8 or images.ndim != 4:
         raise GanforgeError(f"{path}: expected uint8 images [N, C, H, W], got {images.dtype} {images.shape}")
-    return images
+    if labels is not None and labels.shape != (len(images),):
+        raise GanforgeError(f"{path}: {labels.shape} labels for {len(images)} images")
+    return images, labels
