@@ -177,6 +177,17 @@ class Evaluate(Section):
     inception_weights: str | None
 
 
+class Synthesize(Section):
+    """The synthetic dataset and its Classification Accuracy Score (stages/synthesize.py)."""
+
+    device: Device
+    batch_size: int = Field(ge=1)
+    train_n: int = Field(ge=2)  # synthetic train images (CAS trains on these alone)
+    test_n: int = Field(ge=2)  # synthetic test images (exported; CAS tests on the real test split)
+    seed_offset: int = Field(ge=0)  # image i of the train split has seed base.seed + seed_offset + i
+    mix: bool  # also train on real + synthetic (the augmentation use)
+
+
 class Params(Section):
     base: Base
     download: Download
@@ -184,6 +195,7 @@ class Params(Section):
     train: Train
     sample: Sample
     evaluate: Evaluate
+    synthesize: Synthesize
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:
