@@ -26,7 +26,7 @@ def main(
     data: Path = typer.Option(..., help="prepared data directory (output of the download stage)"),
     model: Path = typer.Option(Path("models/generator.pt"), help="the generator file sample/evaluate read"),
     results: Path = typer.Option(Path("results/train"), help="directory for losses.tsv, eval.tsv, "
-                                 "samples.png, run.json"),
+                                 "samples.png, interpolation.png, interpolation.gif, run.json"),
     checkpoints: Path = typer.Option(Path("checkpoints"), help="resumable checkpoints (persisted by DVC)"),
     evaluator: Path = typer.Option(Path("models/evaluator.pt"), help="the judge of the in-training "
                                    "evaluation (train.eval.every_kimg > 0)"),
@@ -62,7 +62,7 @@ def main(
         from ganforge.losses import constraint_warning
         from ganforge.metrics import Reference, Settings, in_training_evaluation, load_evaluator
         from ganforge.nets import save_generator
-        from ganforge.sampling import png_bytes
+        from ganforge.sampling import interpolation, interpolation_pictures, png_bytes
         from ganforge.tracking.serving import log_generator_model
         from ganforge.tracking.spool import TrainingLog
         from ganforge.tracking.store import open_training_run, params_hash
@@ -139,6 +139,10 @@ def main(
                   f"({snapshot['kimg']:g} kimg), fid {snapshot['fid']:.4g}")
         atomic_write_text(results / "losses.tsv", history_tsv(result.history))
         atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
+        # latent walks of the generator file's G (slerp between seeds; a conditional G: also between classes)
+        strip, gif = interpolation_pictures(interpolation(G_out.eval(), p.base.seed, device=device))
+        atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
+        atomic_write_bytes(results / "interpolation.gif", gif)
         if not tracked.flush(wait_seconds=WAIT_FOR_STORE_SECONDS):
             raise GanforgeError(f"training finished and {model} is written, but the tracking store has been "
                                 f"unreachable for {WAIT_FOR_STORE_SECONDS} s: its points wait in "
@@ -148,6 +152,8 @@ def main(
             print(f"warning: {tracked.images_lost} sample grid(s) could not be logged during an outage "
                   f"(the last one is {results}/samples.png)")
         # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
+        run.log_image(strip, key="interpolation")
+        run.log_artifact(results / "interpolation.gif")
         version = log_generator_model(run, model, p.base.dataset)
         run.finish("FINISHED")
         print(f"registered {model} as version {version} of ganforge-{p.base.dataset}")

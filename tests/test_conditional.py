@@ -247,3 +247,44 @@ def test_conditional_metrics_on_hand_made_features():
     assert [r["class"] for r in rows] == list(range(K)) and sum(r["n"] for r in rows) == 3000
     bad, _ = conditional_metrics(gen, rng.permutation(labels), real, real_labels)
     assert bad["cond_accuracy"] < 0.2 and bad["intra_fid"] > 10
+
+
+# --- interpolation ---
+
+def test_slerp_ends_at_its_end_points_and_keeps_the_norm_between_equal_norms():
+    from ganforge.sampling import slerp
+
+    a, b = torch.randn(64), torch.randn(64)
+    b = b / b.norm() * a.norm()
+    assert torch.equal(slerp(a, b, 0.0), a) and torch.equal(slerp(a, b, 1.0), b)
+    for t in (0.25, 0.5, 0.9):
+        assert slerp(a, b, t).norm() == pytest.approx(a.norm().item(), rel=1e-5)  # a straight line would dip
+    assert ((a + b) / 2).norm() < 0.9 * a.norm()
+
+
+@pytest.mark.parametrize("num_classes", [0, K])
+def test_interpolation_frames_start_and_end_at_sample_images(num_classes):
+    from ganforge.sampling import interpolation, interpolation_pictures
+
+    G = untrained_generator(num_classes=num_classes)
+    frames = interpolation(G, seed=7, walks=3, steps=5)
+    rows = 6 if num_classes else 3  # latent walks (+ class walks)
+    assert frames.shape == (5, rows, 1, 28, 28) and frames.dtype == np.uint8
+    def image(seed, *label):
+        return generate(G, 1, seed=seed, batch_size=1, **({"labels": np.array(label)} if label else {}))[0]
+
+    for w in range(3):
+        cls = (w,) if num_classes else ()  # a latent walk keeps its class
+        np.testing.assert_array_equal(frames[0, w], image(7 + w, *cls))
+        np.testing.assert_array_equal(frames[-1, w], image(8 + w, *cls))
+        assert not np.array_equal(frames[2, w], frames[0, w])  # the walk moves
+        if num_classes:  # class walk: the z of seed 7 + w, class w -> w + 1
+            np.testing.assert_array_equal(frames[0, 3 + w], frames[0, w])
+            np.testing.assert_array_equal(frames[-1, 3 + w], image(7 + w, w + 1))
+    strip, gif = interpolation_pictures(frames)
+    assert strip.shape == (rows * 30 + 2, 5 * 30 + 2) and gif[:6] == b"GIF89a"
+    import io
+
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(gif)).n_frames == 5 + 3  # there and back

@@ -100,6 +100,65 @@ def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncati
     return torch.cat(out).numpy()
 
 
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation from a (t = 0) to b (t = 1) along the great circle through their directions:
+    z ~ N(0, I) lives near a sphere, where a straight line would pass through its low-norm interior (White
+    2016, "Sampling generative networks"). Parallel a and b: the straight line."""
+    if t in (0, 1):  # the end points exactly: frame 0 and the last frame are sample images
+        return (a if t == 0 else b).clone()
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+@torch.no_grad()
+def interpolation(G: torch.nn.Module, seed: int, walks: int = 4, steps: int = 10,
+                  device: torch.device | str = "cpu") -> np.ndarray:
+    """Latent walks as frames uint8 [steps, rows, C, H, W]: row w slerps from the z of seed + w to the z of
+    seed + w + 1 (a conditional G: at class w mod K). A conditional G adds `walks` rows that keep the z of
+    seed + w and move from class w mod K to class (w + 1) mod K (the class weights go linearly from one
+    one-hot to the other), so frame 0 and the last frame are sample images (one seed per image)."""
+    G.eval()
+    K = getattr(G, "num_classes", 0)
+    ts = [i / (steps - 1) for i in range(steps)]
+    z, y = [], []  # per frame and row
+    for w in range(walks):
+        a, b = latent(seed + w, G.z_dim), latent(seed + w + 1, G.z_dim)
+        z.append([slerp(a, b, t) for t in ts])
+        y.append([torch.nn.functional.one_hot(torch.tensor(w % K), K).float() for _ in ts] if K else None)
+    if K:
+        for w in range(walks):
+            a, b = (torch.nn.functional.one_hot(torch.tensor(k % K), K).float() for k in (w, w + 1))
+            z.append([latent(seed + w, G.z_dim) for _ in ts])
+            y.append([(1 - t) * a + t * b for t in ts])
+    rows = len(z)
+    z_all = torch.stack([z[r][i] for i in range(steps) for r in range(rows)]).to(device)  # [steps * rows, z]
+    if K:
+        y_all = torch.stack([y[r][i] for i in range(steps) for r in range(rows)]).to(device)  # [.., K]
+        x = G(z_all, y_all)
+    else:
+        x = G(z_all)
+    return to_uint8(x).cpu().numpy().reshape(steps, rows, *x.shape[1:])
+
+
+def interpolation_pictures(frames: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """frames uint8 [steps, rows, C, H, W] -> (the strip: one row per walk, one column per step, as one
+    picture; an animated GIF whose frame t shows every walk at step t, there and back)."""
+    import io
+
+    from PIL import Image
+
+    steps, rows = frames.shape[:2]
+    strip = make_grid(frames.transpose(1, 0, 2, 3, 4).reshape(rows * steps, *frames.shape[2:]), nrow=steps)
+    there_and_back = [*range(steps), *range(steps - 2, 0, -1)]
+    pictures = [Image.fromarray(make_grid(frames[t], nrow=rows)) for t in there_and_back]
+    buf = io.BytesIO()
+    pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:], duration=120, loop=0)
+    return strip, buf.getvalue()
+
+
 def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """uint8 [N, C, H, W] -> one uint8 picture [H', W'] (C = 1) or [H', W', C], nrow images per row
     (default: a square), separated by `pad` black pixels."""

@@ -29,6 +29,8 @@ FAKE_LABELS = ("uniform", "histogram")
 
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm2d without affine, then a per-class gain and bias: [B, C, H, W], labels [B] -> [B, C, H, W].
+    Labels may also be class weights [B, K] (float): the gain and bias are then their weighted sums, which
+    interpolates between classes (a one-hot row is exactly its class).
 
     The gains start at 1 and the biases at 0 for every class (the architecture's init may redraw the gains,
     as it does an unconditional BatchNorm's), so an untrained G starts as its unconditional twin."""
@@ -40,7 +42,11 @@ class ConditionalBatchNorm2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_classes, channels))  # [K, C]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.gain[y][:, :, None, None] * self.bn(x) + self.bias[y][:, :, None, None]
+        if y.is_floating_point():  # class weights [B, K]
+            gain, bias = y @ self.gain, y @ self.bias  # [B, C]
+        else:
+            gain, bias = self.gain[y], self.bias[y]  # [B, C]
+        return gain[:, :, None, None] * self.bn(x) + bias[:, :, None, None]
 
 
 def batch_norm(channels: int, num_classes: int) -> nn.Module:
@@ -70,8 +76,9 @@ def projection(num_classes: int, features: int) -> nn.Embedding | None:
 
 
 def check_labels(y: torch.Tensor | None, num_classes: int, batch: int) -> None:
-    """A conditional network needs one label per image; an unconditional one takes none."""
-    if num_classes and (y is None or y.shape != (batch,)):
+    """A conditional network needs one label per image (or class weights [B, K], G only); an unconditional
+    one takes none."""
+    if num_classes and (y is None or y.shape not in ((batch,), (batch, num_classes))):
         raise ValueError(f"a class-conditional network needs labels [{batch}], got "
                          f"{None if y is None else list(y.shape)}")
     if not num_classes and y is not None:
