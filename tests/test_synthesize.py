@@ -109,3 +109,11 @@ def test_an_unconditional_generator_is_labelled_by_the_judge(workdir, tiny_mnist
     np.testing.assert_array_equal(y, extract(judge, x, torch.device("cpu")).probs.argmax(axis=1))
     assert load_info(cwd / "data/synthetic-mnist")["labels"] == "judge"
     assert "cas_mix" not in json.loads((cwd / "results/synthesize/metrics.json").read_text())
+
+
+def test_help_documents_every_option():
+    proc = run_stage("synthesize", "--help")
+    assert proc.returncode == 0
+    for option in ("--params", "--data", "--model", "--evaluator", "--evaluator-results", "--run", "--out",
+                   "--results"):
+        assert option in proc.stdout, option
