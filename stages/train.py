@@ -26,7 +26,7 @@ def main(
     data: Path = typer.Option(..., help="prepared data directory (output of the download stage)"),
     model: Path = typer.Option(Path("models/generator.pt"), help="the generator file sample/evaluate read"),
     results: Path = typer.Option(Path("results/train"), help="directory for losses.tsv, eval.tsv, "
-                                 "samples.png, run.json"),
+                                 "samples.png, interpolation.png, interpolation.gif, run.json"),
     checkpoints: Path = typer.Option(Path("checkpoints"), help="resumable checkpoints (persisted by DVC)"),
     evaluator: Path = typer.Option(Path("models/evaluator.pt"), help="the judge of the in-training "
                                    "evaluation (train.eval.every_kimg > 0)"),
@@ -40,6 +40,7 @@ def main(
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
+        from ganforge.errors import ConfigError
 
         p = load_params(params, "base", "train", "evaluate")  # bad params/device: exit 2 before heavy imports
         cfg = p.train
@@ -48,7 +49,12 @@ def main(
         from ganforge.data.prepared import content_hash, load_info, load_split
 
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
-        x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
+        x_train, y_train = load_split(data, "train")  # uint8 [N, C, H, W], int64 [N]
+        classes = list(info.get("classes", []))
+        if cfg.conditional and len(classes) < 2:
+            raise ConfigError(f"train.conditional is true but {data} has no labels ({len(classes)} class: a "
+                              "flat image folder): arrange the images in one sub-folder per class, or set "
+                              "train.conditional: false")
 
         from ganforge.cli import GracefulStop, Interrupted
         from ganforge.errors import GanforgeError
@@ -56,7 +62,7 @@ def main(
         from ganforge.losses import constraint_warning
         from ganforge.metrics import Reference, Settings, in_training_evaluation, load_evaluator
         from ganforge.nets import save_generator
-        from ganforge.sampling import png_bytes
+        from ganforge.sampling import interpolation, interpolation_pictures, png_bytes
         from ganforge.tracking.serving import log_generator_model
         from ganforge.tracking.spool import TrainingLog
         from ganforge.tracking.store import open_training_run, params_hash
@@ -99,8 +105,8 @@ def main(
 
         try:
             with GracefulStop() as stop:  # SIGTERM/SIGINT: finish the step, checkpoint it, then stop
-                result = train(x_train, **args, evaluate=evaluate, checkpoint_path=ckpt_path, resume=ckpt,
-                               checkpoint_meta=meta, log=log,
+                result = train(x_train, y_train, len(classes), **args, evaluate=evaluate,
+                               checkpoint_path=ckpt_path, resume=ckpt, checkpoint_meta=meta, log=log,
                                log_grid=lambda step, grid: tracked.image(step, "samples_fixed_z", grid),
                                stop=lambda: stop.requested, progress=sys.stderr.isatty())
         except Stopped as e:
@@ -123,7 +129,8 @@ def main(
         save_generator(model, G_out, meta={
             "weights": "G_ema" if ema else "G", "ema": ema, "dataset": p.base.dataset, "data_hash": data_hash,
             "arch": cfg.arch, "loss": cfg.loss, "seed": p.base.seed, "trained_steps": result.step,
-            "trained_kimg": result.kimg, **snapshot, "mlflow_run_id": run.run_id})
+            "trained_kimg": result.kimg, **snapshot, "mlflow_run_id": run.run_id,
+            **({"classes": classes} if cfg.conditional else {})})  # class names: sample/evaluate check them
         run.write_json(results / "run.json", snapshot={"best" if result.best else "last": snapshot})
         atomic_write_text(results / "eval.tsv", history_tsv(result.evals) if result.evals else "step\tfid\n")
         if result.best is not None:
@@ -132,6 +139,10 @@ def main(
                   f"({snapshot['kimg']:g} kimg), fid {snapshot['fid']:.4g}")
         atomic_write_text(results / "losses.tsv", history_tsv(result.history))
         atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
+        # latent walks of the generator file's G (slerp between seeds; a conditional G: also between classes)
+        strip, gif = interpolation_pictures(interpolation(G_out.eval(), p.base.seed, device=device))
+        atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
+        atomic_write_bytes(results / "interpolation.gif", gif)
         if not tracked.flush(wait_seconds=WAIT_FOR_STORE_SECONDS):
             raise GanforgeError(f"training finished and {model} is written, but the tracking store has been "
                                 f"unreachable for {WAIT_FOR_STORE_SECONDS} s: its points wait in "
@@ -141,6 +152,8 @@ def main(
             print(f"warning: {tracked.images_lost} sample grid(s) could not be logged during an outage "
                   f"(the last one is {results}/samples.png)")
         # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
+        run.log_image(strip, key="interpolation")
+        run.log_artifact(results / "interpolation.gif")
         version = log_generator_model(run, model, p.base.dataset)
         run.finish("FINISHED")
         print(f"registered {model} as version {version} of ganforge-{p.base.dataset}")

@@ -118,6 +118,8 @@ class Train(Section):
     lr_decay: Literal["none", "linear"]
     kimg: float = Field(gt=0)
     ema: Ema
+    conditional: bool  # class-conditional G and D (needs labelled data)
+    fake_labels: str  # the classes asked of G while training (conditional only)
     eval: TrainEval
     log_every: int = Field(ge=1)
     image_every: int = Field(ge=1)
@@ -129,6 +131,13 @@ class Train(Section):
         from ganforge.losses import LOSSES
 
         return _registered("loss", tuple(LOSSES), v)
+
+    @field_validator("fake_labels")
+    @classmethod
+    def _known_fake_labels(cls, v: str) -> str:
+        from ganforge.nets.conditional import FAKE_LABELS
+
+        return _registered("fake_labels choice", FAKE_LABELS, v)
 
     @field_validator("arch")
     @classmethod
@@ -153,6 +162,7 @@ class Train(Section):
 class Sample(Section):
     batch_size: int = Field(ge=1)
     truncation: float | None = Field(gt=0)
+    classes: list[int | str] | None  # conditional G: the classes to draw (names or indices); null = all
     device: Device
 
 
@@ -167,6 +177,17 @@ class Evaluate(Section):
     inception_weights: str | None
 
 
+class Synthesize(Section):
+    """The synthetic dataset and its Classification Accuracy Score (stages/synthesize.py)."""
+
+    device: Device
+    batch_size: int = Field(ge=1)
+    train_n: int = Field(ge=2)  # synthetic train images (CAS trains on these alone)
+    test_n: int = Field(ge=2)  # synthetic test images (exported; CAS tests on the real test split)
+    seed_offset: int = Field(ge=0)  # image i of the train split has seed base.seed + seed_offset + i
+    mix: bool  # also train on real + synthetic (the augmentation use)
+
+
 class Params(Section):
     base: Base
     download: Download
@@ -174,6 +195,7 @@ class Params(Section):
     train: Train
     sample: Sample
     evaluate: Evaluate
+    synthesize: Synthesize
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:

@@ -3,19 +3,46 @@
 data/<dataset>/
   train.npz, test.npz   images: uint8 [N, C, H, W], labels: int64 [N]
   info.json             name, classes, shape [C, H, W], counts, content hashes, source
+Written by the download stage (real data) and the synthesize stage (a generator's labelled images), both
+through write_prepared, and read by everything else through load_split / load_info.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ganforge.errors import ConfigError, GanforgeError
-from ganforge.io import read_json
+from ganforge.io import atomic_dir, atomic_save_npz, atomic_write_json, read_json
 
 SPLITS = ("train", "test")
+Split = tuple[np.ndarray, np.ndarray]  # images uint8 [N, C, H, W], labels int64 [N]
+
+
+def split_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    h.update(labels.astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def write_prepared(out: str | Path, splits: dict[str, Split], info: dict) -> dict:
+    """Write {split: (images, labels)} and info.json to `out` atomically (all or nothing); returns info.json.
+
+    info: at least name and classes; shape, counts, class_counts and sha256 are added from the splits."""
+    n_classes = len(info["classes"])
+    info = {**info,
+            "shape": list(splits["train"][0].shape[1:]),
+            "counts": {s: len(y) for s, (_, y) in splits.items()},
+            "class_counts": {s: np.bincount(y, minlength=n_classes).tolist() for s, (_, y) in splits.items()},
+            "sha256": {s: split_sha256(x, y) for s, (x, y) in splits.items()}}
+    with atomic_dir(out) as tmp:
+        for s, (x, y) in splits.items():
+            atomic_save_npz(tmp / f"{s}.npz", images=x, labels=y)
+        atomic_write_json(tmp / "info.json", info)
+    return info
 
 
 def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:

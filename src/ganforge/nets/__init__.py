@@ -2,8 +2,9 @@
 
 ARCHITECTURES maps a params.yaml name to the G and D classes, their weight init and the resolutions they
 support. A new architecture is one module plus one line here. Every G and D constructor takes the same
-keyword arguments (G: z_dim, channels, resolution, g_channels, spectral_norm; D: channels, resolution,
-d_channels, spectral_norm) and has config() returning them; the generator file stores that config and the
+keyword arguments (G: z_dim, channels, resolution, g_channels, spectral_norm, num_classes; D: channels,
+resolution, d_channels, spectral_norm, num_classes; num_classes 0 = unconditional, nets/conditional.py) and
+has config() returning them; the generator file stores that config and the
 architecture's name, so sample/evaluate/the MLflow model rebuild any G from the file alone.
 """
 
@@ -55,16 +56,18 @@ def architecture_name(G: nn.Module) -> str:
 
 
 def build_networks(architecture: str, *, z_dim: int, channels: int, resolution: int, g_channels: int,
-                   d_channels: int, g_spectral_norm: bool, d_spectral_norm: bool,
+                   d_channels: int, g_spectral_norm: bool, d_spectral_norm: bool, num_classes: int = 0,
                    ) -> tuple[nn.Module, nn.Module]:
     """(G, D) of `architecture`, initialised from the global torch RNG (seed it first), on the CPU.
 
     Order of the random draws, kept from the original loop so a seed gives the same DCGAN as before: G's and
-    D's constructors (default init, spectral norm's vectors), then G's init, then D's."""
+    D's constructors (default init, spectral norm's vectors), then G's init, then D's. num_classes > 0: a
+    class-conditional pair (conditional BatchNorm in G, projection D); 0 draws exactly what it drew before."""
     arch = get_architecture(architecture, resolution)
     G = arch.G(z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
-               spectral_norm=g_spectral_norm)
-    D = arch.D(channels=channels, resolution=resolution, d_channels=d_channels, spectral_norm=d_spectral_norm)
+               spectral_norm=g_spectral_norm, num_classes=num_classes)
+    D = arch.D(channels=channels, resolution=resolution, d_channels=d_channels, spectral_norm=d_spectral_norm,
+               num_classes=num_classes)
     arch.init(G)
     arch.init(D)
     return G, D

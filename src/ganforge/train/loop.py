@@ -26,6 +26,7 @@ from ganforge.augment import DiffAugment
 from ganforge.errors import GanforgeError
 from ganforge.losses import make_loss, make_regularizer
 from ganforge.nets import build_networks
+from ganforge.nets.conditional import FAKE_LABELS
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
 from ganforge.train.ema import make_ema, update_ema
@@ -36,7 +37,8 @@ from ganforge.train.fast import FastPath
 TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_norm", "loss", "reg",
                    "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
                    "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
-                   "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast")
+                   "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast", "conditional",
+                   "fake_labels")
 LOSS_STATS = ("loss_d", "loss_g")  # then the loss object's stats: summed on the device, averaged per report
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 
@@ -92,6 +94,8 @@ class TrainResult:
 
 def train(
     x_train: np.ndarray,  # uint8 [N, C, H, W]: the prepared train split (H = W = 28, or a power of two)
+    y_train: np.ndarray | None = None,  # int64 [N]: its labels (needed when conditional)
+    num_classes: int = 0,  # K: the dataset's classes (info.json), needed when conditional
     *,
     seed: int,  # master seed: init, batches, z, augmentation and the fixed grid z all derive from it
     data_hash: str,  # content hash of the data set: a checkpoint resumes only on the same data
@@ -123,6 +127,8 @@ def train(
     eval_n: int,  # images each evaluation draws (recorded: a checkpoint's best FID used this many)
     device: str | torch.device,  # a resolved device (ganforge.device.resolve_device)
     fast: str,  # auto: bf16 + CUDA graph on CUDA, bf16 autocast on bf16 CPUs (fast.py); off: plain fp32
+    conditional: bool,  # class-conditional G and projection D (nets/conditional.py), trained on the labels
+    fake_labels: str,  # the classes asked of G while training: uniform | histogram (the train split's shares)
     log_every: int,  # steps between stats reports (each one host sync)
     image_every: int,  # steps between fixed-z grids
     ckpt_every: int,  # steps between checkpoints
@@ -144,6 +150,12 @@ def train(
     if eval_every and evaluate is None:
         raise GanforgeError("internal: eval_every is set but no evaluate function was given")
     n_data, channels, resolution, _ = x_train.shape
+    if conditional and (y_train is None or len(y_train) != n_data or num_classes < 2):
+        raise GanforgeError("train.conditional needs labelled data with at least 2 classes; this dataset has "
+                            f"{num_classes} (a flat image folder has one: arrange it in class sub-folders)")
+    if fake_labels not in FAKE_LABELS:
+        raise GanforgeError(f"train.fake_labels: unknown {fake_labels!r} (allowed: {', '.join(FAKE_LABELS)})")
+    K = num_classes if conditional else 0  # 0: unconditional networks, the same draws as before
     img_per_step = batch_size * d_steps  # real images D sees per (G) step
     steps_total = math.ceil(kimg * 1000 / img_per_step)
 
@@ -151,7 +163,7 @@ def train(
     torch.manual_seed(stream_seed(seed, "init"))
     G, D = build_networks(arch, z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
                           d_channels=d_channels, g_spectral_norm=g_spectral_norm,
-                          d_spectral_norm=d_spectral_norm)
+                          d_spectral_norm=d_spectral_norm, num_classes=K)
     G, D = G.to(dev).train(), D.to(dev).train()
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
@@ -165,15 +177,31 @@ def train(
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
+    streams = ("data", "z", "augment", "reg", *(("labels",) if K else ()))  # "labels": G's classes
     generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, name))
-                  for name in ("data", "z", "augment", "reg")}  # every draw of a step, checkpointed
+                  for name in streams}  # every draw of a step, checkpointed
     fixed_z = torch.randn(GRID_SIZE**2, z_dim, generator=torch.Generator().manual_seed(
         stream_seed(seed, "fixed_z"))).to(dev)  # [64, z_dim], the same on every device
+
+    if K:
+        labels = torch.as_tensor(np.asarray(y_train, dtype=np.int64)).to(dev)  # int64 [N]
+        shares = (torch.bincount(labels.cpu(), minlength=K).double() if fake_labels == "histogram"
+                  else torch.ones(K, dtype=torch.float64))
+        label_cdf = (shares.cumsum(0) / shares.sum()).float().to(dev)  # [K]: inverse-CDF draws, graph-safe
+    # Conditional D needs each batch's labels, but the losses call D(x) with images only (they stay label-
+    # agnostic, like the regularisers). So the batches of a step are registered by their storage: x_real
+    # and x_fake (and their .detach() views, which share it) find their own labels. Anything else D sees is
+    # a regulariser's input built from the real batch (R1: x_real itself; GP: real-fake interpolates, which
+    # take the real labels, as conditional WGAN-GP does).
+    batch_labels: dict[int | str, torch.Tensor] = {}
 
     def D_seen(x: torch.Tensor) -> torch.Tensor:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
         policy first, in both phases, so D never sees an unaugmented image it could tell apart."""
-        return D(x if aug.identity else aug(x, generators["augment"]))
+        x_seen = x if aug.identity else aug(x, generators["augment"])
+        if not K:
+            return D(x_seen)
+        return D(x_seen, batch_labels.get(x.untyped_storage().data_ptr(), batch_labels["real"]))
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
@@ -182,21 +210,36 @@ def train(
     first_bad = torch.tensor([-1.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
     weights = [*G.parameters(), *D.parameters()]
 
-    def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor]:
+    def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x_real, z, the classes asked of G or None); conditional: registers the batches' labels."""
         # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
         idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
         x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [B, C, H, W] -> float in [-1, 1]
         z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
-        return x_real, z
+        if not K:
+            return x_real, z, None
+        u = torch.rand(batch_size, device=dev, generator=generators["labels"])  # [B]
+        y_fake = torch.searchsorted(label_cdf, u, right=True).clamp_(max=K - 1)  # [B] int64
+        batch_labels.clear()
+        batch_labels["real"] = batch_labels[x_real.untyped_storage().data_ptr()] = labels[idx]  # drawn with x
+        return x_real, z, y_fake
+
+    def G_asked(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """G(z), or G(z, y) when conditional; the images' labels are registered for D_seen."""
+        if y is None:
+            return G(z)
+        x = G(z, y)
+        batch_labels[x.untyped_storage().data_ptr()] = y
+        return x
 
     def train_step(regularize: bool) -> None:
         # D phase, d_steps times: descend L_d (+ the penalty) on real and detached fake images. The last D
         # step's G forward is kept with its graph: it serves the G phase too (one G forward fewer).
         for i in range(d_steps):
-            x_real, z = real_batch_and_z()
+            x_real, z, y_fake = real_batch_and_z()
             last = i == d_steps - 1
             with fast_path.autocast(), torch.set_grad_enabled(last):  # bf16 on the fast path; else no-op
-                x_fake = G(z)  # [B, C, H, W]; only the last one needs its graph (the G phase uses it)
+                x_fake = G_asked(z, y_fake)  # [B, C, H, W]; only the last one needs its graph (G phase)
             with fast_path.autocast():
                 loss_d, d_stats = loss_fn.d_loss(D_seen, x_real, x_fake.detach())
             if regularize and last:  # a penalty needs a double backward: fp32, outside autocast
@@ -254,7 +297,11 @@ def train(
     @torch.no_grad()
     def fixed_z_grid() -> np.ndarray:
         net = G_ema if G_ema is not None else G.eval()
-        x = net(fixed_z)  # [64, C, H, W] in [-1, 1]; eval mode: BatchNorm running stats, as sampling uses
+        if K:  # one row per class, the same GRID_SIZE z in every row: what changes down a column is the class
+            y = torch.arange(K, device=dev).repeat_interleave(GRID_SIZE)  # [K * 8]
+            x = net(fixed_z[:GRID_SIZE].repeat(K, 1), y)  # [K * 8, C, H, W]
+        else:
+            x = net(fixed_z)  # [64, C, H, W] in [-1, 1]; eval mode: BatchNorm running stats, as sampling uses
         G.train()
         return make_grid(to_uint8(x).cpu().numpy(), nrow=GRID_SIZE)  # uint8 [H', W'] or [H', W', C]
 
