@@ -33,7 +33,7 @@ def main(
 
         from ganforge.io import atomic_save_npz, atomic_write_bytes
         from ganforge.nets import load_generator
-        from ganforge.sampling import generate, make_grid, png_bytes
+        from ganforge.sampling import generate, make_grid, png_bytes, sample_picture
 
         G, meta = load_generator(model, device)
         from ganforge.tracking.store import Run  # mlflow: seconds to import, so after the cheap checks
@@ -41,7 +41,7 @@ def main(
         run = Run.attach(run_json)  # before the work: a missing run fails now, not after it
         images = generate(G, p.evaluate.n, seed=p.base.seed, batch_size=cfg.batch_size,
                           truncation=cfg.truncation, device=device)  # uint8 [n, C, H, W]
-        grid = make_grid(images[:100])
+        grid = sample_picture(images) if getattr(G, "points", False) else make_grid(images[:100])
         atomic_save_npz(out / "images.npz", images=images)
         atomic_write_bytes(out / "grid.png", png_bytes(grid))
         run.log_image(grid, key="samples_final")

@@ -14,6 +14,8 @@ import math
 import numpy as np
 import torch
 
+from ganforge.plane import extent_of, plane_picture
+
 
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """z [z_dim] of one image. Truncation: entries with |z| > truncation are redrawn (from the same
@@ -39,12 +41,15 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncation: float | None = None,
              device: torch.device | str = "cpu") -> np.ndarray:
-    """n images from G (put in eval mode) as uint8 [n, C, H, W]."""
+    """n images from G (put in eval mode) as uint8 [n, C, H, W]; from a generator of 2-D points (the MLP),
+    the points as they are: float32 [n, 2, 1, 1]."""
     G.eval()
+    points = getattr(G, "points", False)
     out = []
     for lo in range(0, n, batch_size):
         z = latents(seed + lo, min(batch_size, n - lo), G.z_dim, truncation).to(device)  # [B, z_dim]
-        out.append(to_uint8(G(z)).cpu())  # [B, C, H, W]
+        x = G(z)  # [B, C, H, W]
+        out.append(x.float().cpu() if points else to_uint8(x).cpu())
     return torch.cat(out).numpy()
 
 
@@ -72,7 +77,8 @@ def png_bytes(picture: np.ndarray) -> bytes:
 
 
 def load_images(path) -> np.ndarray:
-    """samples/images.npz -> uint8 [N, C, H, W] (GanforgeError if absent or malformed)."""
+    """samples/images.npz -> uint8 [N, C, H, W], or float32 points [N, 2, 1, 1] (GanforgeError if absent or
+    malformed)."""
     from ganforge.errors import GanforgeError
 
     try:
@@ -82,6 +88,16 @@ def load_images(path) -> np.ndarray:
         raise GanforgeError(f"{path} not found: run the sample stage first (dvc repro sample)") from None
     except (OSError, ValueError, KeyError) as e:
         raise GanforgeError(f"{path} is not a sample file with uint8 images ({e})") from None
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise GanforgeError(f"{path}: expected uint8 images [N, C, H, W], got {images.dtype} {images.shape}")
+    from ganforge.data.prepared import is_images, is_points
+
+    if not (is_images(images) or is_points(images)):
+        raise GanforgeError(f"{path}: expected uint8 images [N, C, H, W] or float32 points [N, 2, 1, 1], got "
+                            f"{images.dtype} {images.shape}")
     return images
+
+
+def sample_picture(points: np.ndarray) -> np.ndarray:
+    """The sample stage's picture of 2-D points [N, 2, 1, 1]: the first 2,500 of them on the plane (the
+    published toy benchmarks draw 2,500 samples), uint8 [256, 256, 3]."""
+    shown = points[:2500]
+    return plane_picture(None, shown, extent_of(shown))
