@@ -43,6 +43,7 @@ def main(
             make_grid,
             png_bytes,
             resolve_classes,
+            sample_picture,
         )
 
         G, meta = load_generator(model, device)
@@ -57,7 +58,10 @@ def main(
         run = Run.attach(run_json)  # before the work: a missing run fails now, not after it
         images = generate(G, p.evaluate.n, seed=p.base.seed, batch_size=cfg.batch_size,
                           truncation=cfg.truncation, device=device, labels=labels)  # uint8 [n, C, H, W]
-        grid = make_grid(images[:100]) if labels is None else class_grid(images, labels)
+        if getattr(G, "points", False):  # 2-D points: the plane, not a grid
+            grid = sample_picture(images)
+        else:
+            grid = make_grid(images[:100]) if labels is None else class_grid(images, labels)
         atomic_save_npz(out / "images.npz", images=images, **({} if labels is None else {"labels": labels}))
         atomic_write_bytes(out / "grid.png", png_bytes(grid))
         run.log_image(grid, key="samples_final")

@@ -46,7 +46,7 @@ def main(
         cfg = p.train
         device = resolve_device(cfg.device)
 
-        from ganforge.data.prepared import content_hash, load_info, load_split
+        from ganforge.data.prepared import content_hash, is_points, load_info, load_split
 
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
         x_train, y_train = load_split(data, "train")  # uint8 [N, C, H, W], int64 [N]
@@ -62,6 +62,7 @@ def main(
         from ganforge.losses import constraint_warning
         from ganforge.metrics import Reference, Settings, in_training_evaluation, load_evaluator
         from ganforge.nets import save_generator
+        from ganforge.plane import gif_bytes
         from ganforge.sampling import interpolation, interpolation_pictures, png_bytes
         from ganforge.tracking.serving import log_generator_model
         from ganforge.tracking.spool import TrainingLog
@@ -103,11 +104,19 @@ def main(
             if not sys.stderr.isatty():  # no live progress bar: leave one line per report in the log
                 print(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
 
+        points = is_points(x_train)
+        frames = []  # 2-D data: the GAN-Lab pictures of this process, for results/train/training.gif
+
+        def log_grid(step: int, picture) -> None:
+            tracked.image(step, "decision_surface" if points else "samples_fixed_z", picture)
+            if points:
+                frames.append(picture)
+
         try:
             with GracefulStop() as stop:  # SIGTERM/SIGINT: finish the step, checkpoint it, then stop
                 result = train(x_train, y_train, len(classes), **args, evaluate=evaluate,
                                checkpoint_path=ckpt_path, resume=ckpt, checkpoint_meta=meta, log=log,
-                               log_grid=lambda step, grid: tracked.image(step, "samples_fixed_z", grid),
+                               log_grid=log_grid,
                                stop=lambda: stop.requested, progress=sys.stderr.isatty())
         except Stopped as e:
             tracked.flush(wait_seconds=5)  # inside the grace period a scheduler gives
@@ -139,10 +148,13 @@ def main(
                   f"({snapshot['kimg']:g} kimg), fid {snapshot['fid']:.4g}")
         atomic_write_text(results / "losses.tsv", history_tsv(result.history))
         atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
-        # latent walks of the generator file's G (slerp between seeds; a conditional G: also between classes)
-        strip, gif = interpolation_pictures(interpolation(G_out.eval(), p.base.seed, device=device))
-        atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
-        atomic_write_bytes(results / "interpolation.gif", gif)
+        if not points:  # latent walks of the generator file's G (slerp between seeds; conditional: classes)
+            strip, gif = interpolation_pictures(interpolation(G_out.eval(), p.base.seed, device=device))
+            atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
+            atomic_write_bytes(results / "interpolation.gif", gif)
+        if frames:  # every image_every steps since this process started (a resumed run: since the resume)
+            atomic_write_bytes(results / "training.gif", gif_bytes(frames))
+            run.log_artifact(results / "training.gif")
         if not tracked.flush(wait_seconds=WAIT_FOR_STORE_SECONDS):
             raise GanforgeError(f"training finished and {model} is written, but the tracking store has been "
                                 f"unreachable for {WAIT_FOR_STORE_SECONDS} s: its points wait in "
@@ -151,9 +163,10 @@ def main(
         if tracked.images_lost:
             print(f"warning: {tracked.images_lost} sample grid(s) could not be logged during an outage "
                   f"(the last one is {results}/samples.png)")
+        if not points:
+            run.log_image(strip, key="interpolation")
+            run.log_artifact(results / "interpolation.gif")
         # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
-        run.log_image(strip, key="interpolation")
-        run.log_artifact(results / "interpolation.gif")
         version = log_generator_model(run, model, p.base.dataset)
         run.finish("FINISHED")
         print(f"registered {model} as version {version} of ganforge-{p.base.dataset}")

@@ -107,14 +107,15 @@ def untrained_generator(seed: int = 0, arch: str = "dcgan", spectral_norm: bool 
 
 def tiny_train_kwargs(**overrides) -> dict:
     """ganforge.train.train()'s arguments for a tiny but real run: 8/8-channel DCGAN, batch 32, the seed
-    recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for both), CPU, no progress bar.
+    recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for both, no packing or
+    minibatch stddev), CPU, no progress bar.
     """
     kwargs = dict(seed=0, data_hash="tiny", arch="dcgan", g_spectral_norm=False, d_spectral_norm=False,
                   loss="ns", reg="none", reg_weight=1.0, reg_every=1, augment="", z_dim=16, g_channels=8,
                   d_channels=8, batch_size=32, lr_g=2e-4, beta1_g=0.5, beta2_g=0.999, lr_d=2e-4, beta1_d=0.5,
                   beta2_d=0.999, d_steps=1, lr_decay="none", kimg=0.32, ema_enabled=True, ema_decay=0.999,
                   eval_every=0, eval_n=0, device="cpu", fast="auto", conditional=False, fake_labels="uniform",
-                  log_every=5, image_every=10, ckpt_every=5, progress=False)
+                  log_every=5, image_every=10, ckpt_every=5, progress=False, pack=1, mbstd_group=0)
     unknown = set(overrides) - set(kwargs)
     assert not unknown, f"not train() arguments: {unknown}"
     return {**kwargs, **overrides}

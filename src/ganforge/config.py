@@ -124,6 +124,9 @@ class Train(Section):
     log_every: int = Field(ge=1)
     image_every: int = Field(ge=1)
     ckpt_every: int = Field(ge=1)
+    # mode-collapse mitigations on D's input (nets/packing.py)
+    pack: int = Field(ge=1)  # PacGAN packing degree; 1 = off
+    mbstd_group: int = Field(ge=0)  # minibatch-stddev group size; 0 = off
 
     @field_validator("loss")
     @classmethod
@@ -166,6 +169,10 @@ class Sample(Section):
     device: Device
 
 
+class ModeCounting(Section):
+    min_count: int = Field(ge=1)  # samples a mode needs (within 3 std) to count as covered
+
+
 class Evaluate(Section):
     device: Device
     n: int = Field(ge=10)  # the one evaluation sample size: generated images, and real ones in the floor
@@ -175,6 +182,7 @@ class Evaluate(Section):
     dc_k: int = Field(ge=1)
     inception: bool
     inception_weights: str | None
+    modes: ModeCounting
 
 
 class Synthesize(Section):

@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from ganforge.plane import extent_of, plane_picture
+
 
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """z [z_dim] of one image. Truncation: entries with |z| > truncation are redrawn (from the same
@@ -80,10 +82,12 @@ def class_cycle(n: int, classes) -> np.ndarray:
 @torch.no_grad()
 def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncation: float | None = None,
              device: torch.device | str = "cpu", labels: np.ndarray | None = None) -> np.ndarray:
-    """n images from G (put in eval mode) as uint8 [n, C, H, W]. labels: int [n], the class of each image
-    of a conditional G (default class_cycle over all its classes); an unconditional G takes none."""
+    """n images from G (put in eval mode) as uint8 [n, C, H, W]; from a generator of 2-D points (the MLP),
+    the points as they are: float32 [n, 2, 1, 1]. labels: int [n], the class of each image of a conditional
+    G (default class_cycle over all its classes); an unconditional G takes none."""
     G.eval()
     K = getattr(G, "num_classes", 0)
+    points = getattr(G, "points", False)
     if K and labels is None:
         labels = class_cycle(n, range(K))
     if labels is not None and (not K or len(labels) != n):
@@ -94,9 +98,10 @@ def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncati
         z = latents(seed + lo, min(batch_size, n - lo), G.z_dim, truncation).to(device)  # [B, z_dim]
         if K:
             y = torch.as_tensor(np.asarray(labels[lo : lo + len(z)], dtype=np.int64)).to(device)  # [B]
-            out.append(to_uint8(G(z, y)).cpu())
+            x = G(z, y)  # [B, C, H, W]
         else:
-            out.append(to_uint8(G(z)).cpu())  # [B, C, H, W]
+            x = G(z)
+        out.append(x.float().cpu() if points else to_uint8(x).cpu())
     return torch.cat(out).numpy()
 
 
@@ -195,13 +200,14 @@ def png_bytes(picture: np.ndarray) -> bytes:
 
 
 def load_images(path) -> np.ndarray:
-    """samples/images.npz -> uint8 [N, C, H, W] (GanforgeError if absent or malformed)."""
+    """samples/images.npz -> uint8 [N, C, H, W], or float32 points [N, 2, 1, 1] (GanforgeError if absent or
+    malformed)."""
     return load_samples(path)[0]
 
 
 def load_samples(path) -> tuple[np.ndarray, np.ndarray | None]:
-    """samples/images.npz -> (uint8 images [N, C, H, W], the requested labels int64 [N] of a conditional
-    generator's samples, else None) (GanforgeError if absent or malformed)."""
+    """samples/images.npz -> (uint8 images [N, C, H, W] or float32 points [N, 2, 1, 1], the requested labels
+    int64 [N] of a conditional generator's samples, else None) (GanforgeError if absent or malformed)."""
     from ganforge.errors import GanforgeError
 
     try:
@@ -212,8 +218,18 @@ def load_samples(path) -> tuple[np.ndarray, np.ndarray | None]:
         raise GanforgeError(f"{path} not found: run the sample stage first (dvc repro sample)") from None
     except (OSError, ValueError, KeyError) as e:
         raise GanforgeError(f"{path} is not a sample file with uint8 images ({e})") from None
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise GanforgeError(f"{path}: expected uint8 images [N, C, H, W], got {images.dtype} {images.shape}")
+    from ganforge.data.prepared import is_images, is_points
+
+    if not (is_images(images) or is_points(images)):
+        raise GanforgeError(f"{path}: expected uint8 images [N, C, H, W] or float32 points [N, 2, 1, 1], got "
+                            f"{images.dtype} {images.shape}")
     if labels is not None and labels.shape != (len(images),):
         raise GanforgeError(f"{path}: {labels.shape} labels for {len(images)} images")
     return images, labels
+
+
+def sample_picture(points: np.ndarray) -> np.ndarray:
+    """The sample stage's picture of 2-D points [N, 2, 1, 1]: the first 2,500 of them on the plane (the
+    published toy benchmarks draw 2,500 samples), uint8 [256, 256, 3]."""
+    shown = points[:2500]
+    return plane_picture(None, shown, extent_of(shown))

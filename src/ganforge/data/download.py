@@ -16,7 +16,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ganforge.config import Download
-from ganforge.data import cifar, folder
+from ganforge.data import cifar, folder, stacked, toy
 from ganforge.data.fetch import CachedFile, console, fetch_dataset
 from ganforge.data.idx import read_idx_pair
 from ganforge.data.prepared import Split, write_prepared
@@ -63,6 +63,19 @@ def _folder_splits(cfg: Download, seed: int) -> tuple[dict[str, Split], dict]:
     return splits, extra
 
 
+def _stacked_splits(cfg: Download, seed: int) -> tuple[dict[str, Split], dict]:
+    """Stacked MNIST from the verified MNIST files (fetched, or from the cache, under the name mnist)."""
+    files = fetch_dataset("mnist", get_dataset("mnist"), cfg)
+    splits = {}
+    for s, (x, y) in _idx_splits(files).items():
+        images, labels, _ = stacked.stack(x, y, len(x), seed, s)
+        splits[s] = (images, labels)
+    sources = ", ".join(sorted({f.source for f in files.values()}))
+    info = {"classes": list(stacked.CLASSES), "source": f"stacked from mnist ({sources}), base.seed {seed}",
+            "files": {f: {"sha256": c.sha256, "source": c.source} for f, c in sorted(files.items())}}
+    return splits, info
+
+
 def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -> dict:
     """Fetch (or read) dataset `name`, write the prepared splits to `out` atomically, return info.json.
 
@@ -71,6 +84,10 @@ def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -
     spec = get_dataset(name)
     if spec.kind == "folder":
         splits, info = _folder_splits(cfg, seed)
+    elif spec.kind == "toy2d":
+        splits, info = toy.toy_splits(name, seed)
+    elif spec.kind == "stacked":
+        splits, info = _stacked_splits(cfg, seed)
     else:
         files = fetch_dataset(name, spec, cfg)
         splits = _idx_splits(files) if spec.kind == "idx" else _cifar_splits(files, len(spec.classes))

@@ -1,7 +1,8 @@
 """The prepared dataset format: the contract between the download stage and every later stage.
 
 data/<dataset>/
-  train.npz, test.npz   images: uint8 [N, C, H, W], labels: int64 [N]
+  train.npz, test.npz   images: uint8 [N, C, H, W], labels: int64 [N]; toy 2-D data sets (data/toy.py):
+                        images float32 [N, 2, 1, 1], the points' coordinates, labels = their modes
   info.json             name, classes, shape [C, H, W], counts, content hashes, source
 Written by the download stage (real data) and the synthesize stage (a generator's labelled images), both
 through write_prepared, and read by everything else through load_split / load_info.
@@ -55,10 +56,20 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
             images, labels = z["images"], z["labels"]
     except (OSError, ValueError, KeyError) as e:
         raise GanforgeError(f"{path} is not a prepared ganforge split: {e}") from None
-    if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != (len(images),):
-        raise GanforgeError(f"{path}: expected uint8 images [N,C,H,W] and labels [N], "
-                            f"got {images.dtype} {images.shape} and {labels.shape}")
+    if not (is_images(images) or is_points(images)) or labels.shape != (len(images),):
+        raise GanforgeError(f"{path}: expected uint8 images [N,C,H,W] (or float32 points [N,2,1,1]) and "
+                            f"labels [N], got {images.dtype} {images.shape} and {labels.shape}")
     return images, labels.astype(np.int64, copy=False)
+
+
+def is_images(x: np.ndarray) -> bool:
+    """uint8 [N, C, H, W]: images."""
+    return x.dtype == np.uint8 and x.ndim == 4
+
+
+def is_points(x: np.ndarray) -> bool:
+    """float32 [N, 2, 1, 1]: 2-D points (the toy data sets, and what an MLP generator draws)."""
+    return x.dtype == np.float32 and x.ndim == 4 and x.shape[1:] == (2, 1, 1)
 
 
 def load_info(data_dir: str | Path, dataset: str | None = None) -> dict:

@@ -72,7 +72,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
                         labels=class_cycle(count, classes) if names else None).transpose(0, 2, 3, 1)
                for count, seed, classes in request_rows(model_input, names)]  # each uint8 [count, H, W, C]
         shape = (self.G.resolution, self.G.resolution, self.G.channels)
-        return np.concatenate(out) if out else np.zeros((0, *shape), np.uint8)
+        dtype = np.float32 if getattr(self.G, "points", False) else np.uint8  # 2-D points: coordinates
+        return np.concatenate(out) if out else np.zeros((0, *shape), dtype)
 
 
 def _whole_number(value, what: str, row: int) -> int:
@@ -150,7 +151,9 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
         inputs=Schema([ColSpec("long", "count"), ColSpec("long", "seed"),
                        ColSpec(AnyType(), "class", required=False),
                        ColSpec(Array("long"), "classes", required=False)]),
-        outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, G.resolution, G.resolution, G.channels))]),
+        # a generator of 2-D points (the MLP) answers float32 coordinates [N, 1, 1, 2]
+        outputs=Schema([TensorSpec(np.dtype(np.float32 if getattr(G, "points", False) else np.uint8),
+                                   (-1, G.resolution, G.resolution, G.channels))]),
     )
     name = registered_model_name(dataset)
     # no per-file download bars in stage logs; the cloudpickle warning is about python_model.pkl, which

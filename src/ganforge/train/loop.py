@@ -23,10 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ganforge.augment import DiffAugment
-from ganforge.errors import GanforgeError
+from ganforge.errors import ConfigError, GanforgeError
 from ganforge.losses import make_loss, make_regularizer
 from ganforge.nets import build_networks
 from ganforge.nets.conditional import FAKE_LABELS
+from ganforge.nets.packing import check_batch, input_channels, pack_input
+from ganforge.plane import extent_of, plane_picture, surface
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
 from ganforge.train.ema import make_ema, update_ema
@@ -38,9 +40,11 @@ TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_n
                    "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
                    "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
                    "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast", "conditional",
-                   "fake_labels")
+                   "fake_labels", "pack", "mbstd_group")
 LOSS_STATS = ("loss_d", "loss_g")  # then the loss object's stats: summed on the device, averaged per report
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
+PLANE_POINTS = 1024  # 2-D data: real and fixed-z points of each plane picture (instead of the grid)
+PLANE_PIXELS = 256  # its side
 
 
 def code_fingerprint() -> str:
@@ -93,7 +97,8 @@ class TrainResult:
 
 
 def train(
-    x_train: np.ndarray,  # uint8 [N, C, H, W]: the prepared train split (H = W = 28, or a power of two)
+    x_train: np.ndarray,  # uint8 [N, C, H, W]: the prepared train split (H = W = 28, or a power of two);
+                          # or float32 [N, 2, 1, 1]: 2-D points (the toy data sets, used as they are)
     y_train: np.ndarray | None = None,  # int64 [N]: its labels (needed when conditional)
     num_classes: int = 0,  # K: the dataset's classes (info.json), needed when conditional
     *,
@@ -118,6 +123,8 @@ def train(
     beta1_d: float,
     beta2_d: float,
     d_steps: int,  # D steps per G step (n_critic); each draws its own real batch and z
+    pack: int,  # PacGAN: D judges packs of this many samples concatenated along channels (1 = off)
+    mbstd_group: int,  # minibatch-stddev feature on D's input over groups of this many packs (0 = off)
     lr_decay: str,  # none | linear: both learning rates fall linearly to 0 over the run
     kimg: float,  # length: thousands of real images shown to D (steps = ceil(kimg * 1000 / (batch_size *
                   # d_steps)); a step is one G step)
@@ -145,8 +152,11 @@ def train(
 ) -> TrainResult:
     config = trajectory_config(locals())
     dev = torch.device(device)
-    if x_train.dtype != np.uint8 or x_train.ndim != 4 or len(x_train) == 0:
-        raise GanforgeError(f"training data must be uint8 [N, C, H, W], got {x_train.dtype} {x_train.shape}")
+    points = x_train.dtype == np.float32 and x_train.shape[1:] == (2, 1, 1)  # toy 2-D data
+    if not (x_train.dtype == np.uint8 or points) or x_train.ndim != 4 or len(x_train) == 0:
+        raise GanforgeError(f"training data must be uint8 [N, C, H, W] or float32 points [N, 2, 1, 1], got "
+                            f"{x_train.dtype} {x_train.shape}")
+    check_batch(batch_size, pack, mbstd_group)
     if eval_every and evaluate is None:
         raise GanforgeError("internal: eval_every is set but no evaluate function was given")
     n_data, channels, resolution, _ = x_train.shape
@@ -156,6 +166,9 @@ def train(
     if fake_labels not in FAKE_LABELS:
         raise GanforgeError(f"train.fake_labels: unknown {fake_labels!r} (allowed: {', '.join(FAKE_LABELS)})")
     K = num_classes if conditional else 0  # 0: unconditional networks, the same draws as before
+    if K and pack > 1:  # a pack mixes samples of different classes: no one label to project
+        raise ConfigError("train.pack: PacGAN packing does not combine with train.conditional (a pack of "
+                          "samples has no single class for the projection D); set train.pack: 1")
     img_per_step = batch_size * d_steps  # real images D sees per (G) step
     steps_total = math.ceil(kimg * 1000 / img_per_step)
 
@@ -163,7 +176,8 @@ def train(
     torch.manual_seed(stream_seed(seed, "init"))
     G, D = build_networks(arch, z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
                           d_channels=d_channels, g_spectral_norm=g_spectral_norm,
-                          d_spectral_norm=d_spectral_norm, num_classes=K)
+                          d_spectral_norm=d_spectral_norm, num_classes=K,
+                          d_inputs=input_channels(channels, pack, mbstd_group))  # PacGAN, minibatch stddev
     G, D = G.to(dev).train(), D.to(dev).train()
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
@@ -180,8 +194,8 @@ def train(
     streams = ("data", "z", "augment", "reg", *(("labels",) if K else ()))  # "labels": G's classes
     generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, name))
                   for name in streams}  # every draw of a step, checkpointed
-    fixed_z = torch.randn(GRID_SIZE**2, z_dim, generator=torch.Generator().manual_seed(
-        stream_seed(seed, "fixed_z"))).to(dev)  # [64, z_dim], the same on every device
+    fixed_z = torch.randn(PLANE_POINTS if points else GRID_SIZE**2, z_dim, generator=torch.Generator(
+        ).manual_seed(stream_seed(seed, "fixed_z"))).to(dev)  # [64 (points: 1024), z_dim], on every device
 
     if K:
         labels = torch.as_tensor(np.asarray(y_train, dtype=np.int64)).to(dev)  # int64 [N]
@@ -197,8 +211,9 @@ def train(
 
     def D_seen(x: torch.Tensor) -> torch.Tensor:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
-        policy first, in both phases, so D never sees an unaugmented image it could tell apart."""
-        x_seen = x if aug.identity else aug(x, generators["augment"])
+        policy first, in both phases, so D never sees an unaugmented image it could tell apart; then packs
+        them (PacGAN) and appends the minibatch stddev (nets/packing.py) when asked."""
+        x_seen = pack_input(x if aug.identity else aug(x, generators["augment"]), pack, mbstd_group)
         if not K:
             return D(x_seen)
         return D(x_seen, batch_labels.get(x.untyped_storage().data_ptr(), batch_labels["real"]))
@@ -214,7 +229,9 @@ def train(
         """(x_real, z, the classes asked of G or None); conditional: registers the batches' labels."""
         # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
         idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
-        x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [B, C, H, W] -> float in [-1, 1]
+        x_real = data[idx]  # [B, C, H, W]
+        if not points:
+            x_real = x_real.float().div_(127.5).sub_(1)  # uint8 -> float in [-1, 1]
         z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
         if not K:
             return x_real, z, None
@@ -303,7 +320,21 @@ def train(
         else:
             x = net(fixed_z)  # [64, C, H, W] in [-1, 1]; eval mode: BatchNorm running stats, as sampling uses
         G.train()
+        if points:  # the GAN-Lab picture: D's surface, real points, the fixed-z points of G_ema
+            D.eval()  # eval: spectral norm must not run a power iteration (it would change the trajectory)
+            scores = surface(D_of_point, extent, PLANE_PIXELS, dev)
+            D.train()
+            return plane_picture(x_train[:PLANE_POINTS], x.cpu().numpy(), extent, PLANE_PIXELS, scores)
         return make_grid(to_uint8(x).cpu().numpy(), nrow=GRID_SIZE)  # uint8 [H', W'] or [H', W', C]
+
+    extent = extent_of(x_train[:PLANE_POINTS]) if points else 0.0  # the plane the pictures show
+
+    def D_of_point(xy: torch.Tensor) -> torch.Tensor:
+        """D's score of each point [N, 2] -> [N]. Packed, D judges a pack of `pack` copies of the point
+        (in a stddev group of identical packs): the surface is what D says of a pack at that point."""
+        copies = pack * max(mbstd_group, 1)
+        x = xy[:, :, None, None].repeat_interleave(copies, dim=0)  # [N * copies, 2, 1, 1]
+        return D(pack_input(x, pack, mbstd_group))[:: max(mbstd_group, 1)]  # one score per point
 
     def checkpoint_state(step: int) -> dict:
         def cpu(sd):  # plain CPU tensors: the file loads on any machine
