@@ -28,11 +28,14 @@ from ganforge.losses import make_loss, make_regularizer
 from ganforge.nets import build_networks
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
+from ganforge.train.distributed import World
 from ganforge.train.ema import make_ema, update_ema
 from ganforge.train.fast import FastPath
+from ganforge.train.fast import log as fast_log
 
 # The arguments that determine the training trajectory: a checkpoint is resumed only when all of them
-# match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals.
+# match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals, nor
+# the number of processes (every rank draws the same global batches: a checkpoint resumes on any number).
 TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_norm", "loss", "reg",
                    "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
                    "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
@@ -136,12 +139,16 @@ def train(
     stop: Callable[[], str | None] | None = None,  # polled after each step; a signal name = checkpoint
                                                    # that step and raise Stopped (cli.GracefulStop)
     progress: bool = True,  # show a rich progress bar
+    world: World | None = None,  # this process among several (train/distributed.py); None = the only one.
+                                 # Every rank calls train(); only rank 0 is given log, log_grid, evaluate.
 ) -> TrainResult:
     config = trajectory_config(locals())
-    dev = torch.device(device)
+    world = world or World(device=torch.device(device))
+    dev = world.device if world.size > 1 else torch.device(device)
+    rows = world.batch_slice(batch_size)  # this rank's rows of each global batch (all of them in one process)
     if x_train.dtype != np.uint8 or x_train.ndim != 4 or len(x_train) == 0:
         raise GanforgeError(f"training data must be uint8 [N, C, H, W], got {x_train.dtype} {x_train.shape}")
-    if eval_every and evaluate is None:
+    if eval_every and evaluate is None and world.main:
         raise GanforgeError("internal: eval_every is set but no evaluate function was given")
     n_data, channels, resolution, _ = x_train.shape
     img_per_step = batch_size * d_steps  # real images D sees per (G) step
@@ -156,6 +163,9 @@ def train(
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
     G_ema = make_ema(G) if ema_enabled else None
+    # Several processes: DDP averages the gradients of the wrapped nets over the ranks (itself with one).
+    # G_ema, the grids and the checkpoints use the plain modules, whose weights are the same on every rank.
+    G_ddp, D_ddp = world.wrap(G), world.wrap(D)
     opt_G = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(beta1_g, beta2_g), **fast_path.adam_options)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(beta1_d, beta2_d), **fast_path.adam_options)
     loss_fn = make_loss(loss)
@@ -165,15 +175,24 @@ def train(
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
-    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, name))
-                  for name in ("data", "z", "augment", "reg")}  # every draw of a step, checkpointed
+    # Every draw of a step, checkpointed. data and z are the same streams on every rank (each draws the
+    # global batch and keeps its rows); augment and reg are per rank (rank 0's is the one-process stream).
+    def rank_stream(name: str, rank: int = world.rank) -> str:
+        return name if rank == 0 or name in ("data", "z") else f"{name}/rank{rank}"
+
+    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, rank_stream(name)))
+                  for name in ("data", "z", "augment", "reg")}
     fixed_z = torch.randn(GRID_SIZE**2, z_dim, generator=torch.Generator().manual_seed(
         stream_seed(seed, "fixed_z"))).to(dev)  # [64, z_dim], the same on every device
 
-    def D_seen(x: torch.Tensor) -> torch.Tensor:
+    def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
         policy first, in both phases, so D never sees an unaugmented image it could tell apart."""
-        return D(x if aug.identity else aug(x, generators["augment"]))
+        return lambda x: net(x if aug.identity else aug(x, generators["augment"]))
+
+    D_seen = seen_by(D_ddp)  # the D phase: D's gradients are averaged over the ranks
+    # G phase: D is frozen, so the plain module (its DDP wrapper would wait for D gradients that never come)
+    D_frozen = seen_by(D)
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
@@ -183,10 +202,12 @@ def train(
     weights = [*G.parameters(), *D.parameters()]
 
     def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor]:
-        # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
-        idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
-        x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [B, C, H, W] -> float in [-1, 1]
-        z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
+        # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host. Every rank
+        # draws the global batch and keeps its rows b = B / world_size: the same images and z per step
+        # whatever the number of processes.
+        idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])[rows]  # [b]
+        x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [b, C, H, W] -> float in [-1, 1]
+        z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])[rows]  # [b, z_dim]
         return x_real, z
 
     def train_step(regularize: bool) -> None:
@@ -196,7 +217,7 @@ def train(
             x_real, z = real_batch_and_z()
             last = i == d_steps - 1
             with fast_path.autocast(), torch.set_grad_enabled(last):  # bf16 on the fast path; else no-op
-                x_fake = G(z)  # [B, C, H, W]; only the last one needs its graph (the G phase uses it)
+                x_fake = G_ddp(z)  # [b, C, H, W]; only the last one needs its graph (the G phase uses it)
             with fast_path.autocast():
                 loss_d, d_stats = loss_fn.d_loss(D_seen, x_real, x_fake.detach())
             if regularize and last:  # a penalty needs a double backward: fp32, outside autocast
@@ -209,7 +230,7 @@ def train(
         # G phase: through the updated D; D is frozen so this backward computes no D gradients.
         D.requires_grad_(False)
         with fast_path.autocast():
-            loss_g, g_stats = loss_fn.g_loss(D_seen, x_fake)
+            loss_g, g_stats = loss_fn.g_loss(D_frozen, x_fake)
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()
@@ -236,9 +257,13 @@ def train(
     # (reg_every > 1) makes two kinds of step: the plain one is graphed, the regularised one runs eagerly on
     # the same tensors. A learning-rate schedule changes a value a graph would have baked in: all eager.
     # ("none" is applied every step too: it adds an exact zero, which changes no bit of the trajectory)
+    # Several processes: no graph (DDP's all-reduce runs eagerly here); bf16, channels_last, fused Adam kept.
     lazy = regularizer.every > 1
-    plain_step = fast_path.step(lambda: train_step(regularize=not lazy),
-                                generators.values(), (G, D)) if lr_decay == "none" else None
+    if fast_path.enabled and world.size > 1 and world.main:
+        fast_log.warning("fast path: no CUDA graph with %d processes (DDP); training eagerly (bf16, "
+                         "channels_last and fused Adam kept)", world.size)
+    plain_step = fast_path.step(lambda: train_step(regularize=not lazy), generators.values(),
+                                (G, D)) if lr_decay == "none" and world.size == 1 else None
 
     def step_fn(step: int) -> None:
         regularize = step % regularizer.every == 0
@@ -267,7 +292,7 @@ def train(
                 "G_ema": cpu(G_ema.state_dict()) if G_ema is not None else None,
                 "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
                 "loop": {"step_t": step_t.cpu(), "sums": sums.cpu()},
-                "rng": rng_states(generators), "evals": evals, "best": best}
+                "rng": rng_states(generators), "evals": evals, "best": best, "world_size": world.size}
 
     start_step, history, evals, best = 0, [], [], None
     if resume is not None:
@@ -283,13 +308,16 @@ def train(
         opt_D.load_state_dict(resume["opt_D"])
         step_t.copy_(resume["loop"]["step_t"])
         sums.copy_(resume["loop"]["sums"])
-        set_rng_states(resume["rng"], generators)
+        set_rng_states(resume["rng"], generators)  # rank 0's streams (data and z are every rank's)
+        for name in ("augment", "reg"):  # the other ranks' own streams: fresh ones from the seed, rank, step
+            if rank_stream(name) != name:
+                generators[name].manual_seed(stream_seed(seed, f"{rank_stream(name)}/step{start_step}"))
         if start_step > steps_total:
             raise GanforgeError(f"the checkpoint is at step {start_step}, beyond this run's {steps_total} "
                                 f"steps (kimg={kimg}); delete {checkpoint_path} to train a shorter run")
 
     def check_finite() -> None:
-        bad_step, bad_d, bad_g, weight_sum = first_bad.tolist()  # note: a host sync point
+        bad_step, bad_d, bad_g, weight_sum = world.earliest_bad(first_bad).tolist()  # note: a host sync point
         if bad_step >= 0:
             what = ("is not finite" if not math.isfinite(bad_d + bad_g) else
                     f"but its update made the weights non-finite (sum {weight_sum})")
@@ -308,12 +336,15 @@ def train(
             bar.advance(task)
             stopping = stop() if stop is not None else None  # a signal arrived: checkpoint this step, end
             last = step == steps_total
+            if world.size > 1:  # all ranks stop at one step: they agree at each report (a sync point anyway)
+                stopping = world.agree_on_stop(stopping) if step % log_every == 0 or last else None
             at_log, at_image = step % log_every == 0 or last, step % image_every == 0 or last
             at_ckpt = checkpoint_path is not None and (step % ckpt_every == 0 or last or stopping is not None)
             at_eval = bool(eval_every) and (step % eval_every == 0 or last)
             if not (at_log or at_image or at_ckpt or at_eval or stopping):
                 continue
             check_finite()  # before anything is reported or saved: a checkpoint never holds diverged weights
+            world.average_(sums)  # the mean over the ranks of their sums (the step count stays the same)
             row = None
             if at_log:
                 means = (sums[:-1] / sums[-1]).tolist()  # host sync
@@ -324,7 +355,7 @@ def train(
                 history.append(row)
                 bar.update(task, info=f"kimg {row['kimg']:.1f}  loss_d {row['loss_d']:.3f}  "
                                       f"loss_g {row['loss_g']:.3f}  {img_per_s:.0f} img/s")
-            if at_eval:  # between steps, eagerly: never inside a captured step
+            if at_eval and world.main:  # between steps, eagerly: never inside a captured step
                 G_eval = G_ema if G_ema is not None else G
                 result = {"step": step, "kimg": step * img_per_step / 1000, **evaluate(G_eval, eval_n)}
                 G.train()  # evaluate() puts the network in eval mode (G_ema lives there anyway)
@@ -332,8 +363,8 @@ def train(
                 if best is None or result["fid"] < best["fid"]:  # the snapshot to keep (a late collapse
                     best = {"step": step, "kimg": result["kimg"], "fid": result["fid"],  # cannot undo it)
                             "G": {k: v.detach().cpu().clone() for k, v in G_eval.state_dict().items()}}
-            if at_ckpt:  # before reporting: the checkpoint's history holds this row, so a report lost to a
-                save_checkpoint(checkpoint_path, checkpoint_state(step))  # crash can be sent on resume
+            if at_ckpt and world.main:  # before reporting: the checkpoint's history holds this row, so a
+                save_checkpoint(checkpoint_path, checkpoint_state(step))  # report lost to a crash is resent
             if row is not None and log is not None:
                 log(step, {k: v for k, v in row.items() if k != "step"})
             if at_eval and log is not None:
