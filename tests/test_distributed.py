@@ -139,6 +139,31 @@ def test_a_one_process_checkpoint_resumes_in_two_processes(one_process, tmp_path
     assert ckpt["step"] == STEPS + 20 and ckpt["world_size"] == 2
 
 
+@pytest.mark.slow
+def test_a_two_process_checkpoint_continues_in_two_processes_bit_for_bit(two_processes, tmp_path,
+                                                                         tiny_mnist_dir, store):
+    src, _ = two_processes
+    longer = {"train.nproc": 2, "train.kimg": (STEPS + 20) * 32 / 1000}
+    resumed = tmp_path / "resumed"
+    shutil.copytree(src, resumed)
+    set_params(resumed / "params.yaml", longer)
+    straight = workdir(tmp_path / "straight", longer)
+    procs = [train_cli(cwd, tiny_mnist_dir, store) for cwd in (resumed, straight)]
+    assert all(p.returncode == 0 for p in procs), [p.stdout + p.stderr for p in procs]
+    assert f"resuming from checkpoint checkpoints/train.pt at step {STEPS}" in procs[0].stdout
+    final, expected = (load_torch(cwd / "checkpoints/train.pt") for cwd in (resumed, straight))
+    for net in ("G", "D", "G_ema", "opt_G", "opt_D"):
+        a, b = final[net], expected[net]
+        if net.startswith("opt"):  # Adam's step, exp_avg, exp_avg_sq of every weight
+            a, b = ({f"{i}.{k}": v for i, s in d["state"].items() for k, v in s.items()} for d in (a, b))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), net
+
+    def results(cwd):  # img/s is a measurement, not a result
+        return [{k: v for k, v in row.items() if k != "img_per_s"} for row in history(cwd)]
+
+    assert results(resumed) == results(straight)
+
+
 def test_a_batch_that_does_not_divide_exits_2_before_torchrun(tmp_path, tiny_mnist_dir, store):
     cwd = workdir(tmp_path, {"train.nproc": 3})  # batch 32
     proc = train_cli(cwd, tiny_mnist_dir, store)
