@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow import MlflowClient
-from test_train_stage import train_cli
+from test_train_stage import start, train_cli, wait_for_line
 from test_train_stage import workdir as stage_workdir
 
 from conftest import set_params
@@ -162,6 +163,28 @@ def test_a_two_process_checkpoint_continues_in_two_processes_bit_for_bit(two_pro
         return [{k: v for k, v in row.items() if k != "img_per_s"} for row in history(cwd)]
 
     assert results(resumed) == results(straight)
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_both_processes_at_one_report_with_a_checkpoint(tmp_path, tiny_mnist_dir,
+                                                                                   store):
+    # what a scheduler does to the stage's process, which is torchrun once it has exec'd
+    cwd = workdir(tmp_path, {"train.nproc": 2, "train.ckpt_every": 1000})  # checkpoints: the signal's only
+    proc = start(cwd, tiny_mnist_dir, store)
+    wait_for_line(proc, "step 10 ")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0  # torchrun's own exit code: 1 after a death signal
+    step = load_torch(cwd / "checkpoints/train.pt")["step"]
+    assert step % 10 == 0 and 10 < step < STEPS  # at a report, where the ranks agree to stop
+    assert f"stopped by SIGTERM at step {step}: checkpoint checkpoints/train.pt saved" in err
+    run = MlflowClient(store["MLFLOW_TRACKING_URI"]).get_run(run_json(cwd)["run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["ganforge.stopped_at_step"] == str(step)
+
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"resuming from checkpoint checkpoints/train.pt at step {step}" in proc.stdout
+    assert [r["step"] for r in history(cwd)] == list(range(10, STEPS + 1, 10))
 
 
 def test_a_batch_that_does_not_divide_exits_2_before_torchrun(tmp_path, tiny_mnist_dir, store):
