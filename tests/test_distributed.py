@@ -187,6 +187,17 @@ def test_sigterm_to_torchrun_stops_both_processes_at_one_report_with_a_checkpoin
     assert [r["step"] for r in history(cwd)] == list(range(10, STEPS + 1, 10))
 
 
+@pytest.mark.slow
+def test_two_processes_with_augmentation_and_the_gradient_penalty(tmp_path, tiny_mnist_dir, store):
+    # the per-rank random streams (DiffAugment, GP's interpolation) and GP's double backward through DDP
+    cwd = workdir(tmp_path, {"train.nproc": 2, "train.kimg": 10 * 32 / 1000, "train.reg.kind": "gp",
+                             "train.reg.every": 1, "train.augment": "translation+cutout"})
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = history(cwd)
+    assert row["step"] == 10 and all(math.isfinite(v) for v in row.values()) and row["gp_penalty"] > 0
+
+
 def test_a_batch_that_does_not_divide_exits_2_before_torchrun(tmp_path, tiny_mnist_dir, store):
     cwd = workdir(tmp_path, {"train.nproc": 3})  # batch 32
     proc = train_cli(cwd, tiny_mnist_dir, store)
