@@ -83,8 +83,9 @@ def test_two_processes_write_one_run_one_checkpoint_and_match_one_process(two_pr
 
     client = MlflowClient(store["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                              "tags.world_size = '2'")
+                              f"tags.`ganforge.workspace` = '{cwd.resolve()}'")  # the runs made here
     assert [r.info.run_id for r in runs] == [run_json(cwd)["run_id"]]  # one run, not one per process
+    assert runs[0].data.tags["world_size"] == "2"
     assert runs[0].info.status == "FINISHED" and runs[0].data.params["train.nproc"] == "2"
     loss_d = client.get_metric_history(runs[0].info.run_id, "loss_d")
     assert sorted(m.step for m in loss_d) == list(range(10, STEPS + 1, 10))  # each report once
