@@ -4,6 +4,8 @@ Writes models/generator.pt (G_ema when train.ema.enabled; with train.eval on, th
 in-training FID), results/train/{losses.tsv, eval.tsv, samples.png, run.json}. Rerunning after an
 interruption resumes from checkpoints/train.pt when its config matches
 (train.resume: auto), or trains from step 0 whatever the checkpoint holds (train.resume: never).
+With train.nproc > 1 it execs `torchrun --nproc-per-node N` on this same command line: N processes train in
+step (DDP, ganforge.train.distributed); rank 0 alone tracks and writes.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def main(
     the current step is finished and checkpointed, the MLflow run is marked KILLED, and a rerun resumes
     there (a second signal stops at once, keeping the previous checkpoint). Exit codes: 0 done, 1 training
     failed (e.g. diverged; the last good checkpoint is kept), 2 bad params or device, 130 Ctrl-C, 143
-    SIGTERM."""
+    SIGTERM. With train.nproc > 1 this command replaces itself by torchrun running it in train.nproc
+    processes (several nodes: torchrun's PET_* variables, see the README); torchrun then exits 1 when any
+    process fails."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
@@ -45,6 +49,13 @@ def main(
         p = load_params(params, "base", "train", "evaluate")  # bad params/device: exit 2 before heavy imports
         cfg = p.train
         device = resolve_device(cfg.device)
+
+        from ganforge.train.distributed import exec_torchrun, join, launched, resolve_nproc
+
+        nproc = resolve_nproc(cfg.nproc, device)  # more than the visible GPUs: exit 2
+        if nproc > 1 and not launched():  # this same command in nproc processes under torchrun (no return)
+            exec_torchrun(nproc, cfg.batch_size, sys.argv)
+        world = join(device)  # rank 0 of 1, or this process's rank in torchrun's process group
 
         from ganforge.data.prepared import content_hash, is_points, load_info, load_split
 
@@ -73,27 +84,39 @@ def main(
         data_hash = content_hash(info)
         args = train_kwargs(p, data_hash, device, resolution=x_train.shape[-1])
         evaluate = None  # train.eval: FID/precision/recall in the evaluator stage's features
-        if args["eval_every"]:
+        if args["eval_every"] and world.main:
             evaluate = in_training_evaluation(load_evaluator(evaluator, device)[0],
                                               Reference.load(evaluator_results / "reference.npz"),
                                               Settings.of(p.evaluate, seed=p.base.seed, device=device),
                                               seed=p.base.seed)
         warning = constraint_warning(cfg.loss, cfg.reg.kind, cfg.spectral_norm.d)
-        if warning:
+        if warning and world.main:
             print(f"warning: {warning}")
         ckpt_path = checkpoints / CHECKPOINT_FILE
-        ckpt = load_checkpoint(ckpt_path, trajectory_config(args)) if cfg.resume == "auto" else None
+        # rank 0 reads the checkpoint and hands it to the others (other nodes need not have the file)
+        resume = cfg.resume == "auto" and world.main
+        ckpt = world.from_main(load_checkpoint(ckpt_path, trajectory_config(args)) if resume else None)
+        if not world.main:  # the other ranks train in step with rank 0, which alone tracks and writes
+            with GracefulStop() as stop:
+                try:
+                    train(x_train, y_train, len(classes), **args, checkpoint_path=ckpt_path, resume=ckpt,
+                          world=world,
+                          stop=lambda: stop.requested, progress=False)
+                except Stopped as e:
+                    raise SystemExit(e.exit_code) from None  # rank 0 says what happened
+            return
         if cfg.resume == "never" and ckpt_path.exists():
             print(f"train.resume is never: training from step 0 ({ckpt_path} will be replaced)")
         run_params = {"base": p.base.model_dump(), "train": cfg.model_dump()}
         run = open_training_run(run_params, ckpt["meta"] if ckpt else None,
                                 run_name=_run_name(p),
-                                tags={"dataset": p.base.dataset, "dataset_hash": data_hash})
+                                tags={"dataset": p.base.dataset, "dataset_hash": data_hash,
+                                      "world_size": str(world.size)})
         run.log_dataset(p.base.dataset, data_hash, source=str(data.resolve()), context="train",
                         profile={"train_images": len(x_train), "shape": list(x_train.shape[1:])})
         meta = {"params_hash": params_hash(run_params), "mlflow_run_id": run.run_id}
-        print(f"device {device}, {len(x_train)} train images, MLflow run {run.run_id} "
-              f"in {run.client.tracking_uri}")
+        print(f"device {device}, {world.size} process(es), {len(x_train)} train images, "
+              f"MLflow run {run.run_id} in {run.client.tracking_uri}")
         run.write_json(results / "run.json")
         tracked = TrainingLog(run, checkpoints)  # best effort: an outage spools, never stops training
         if ckpt:
@@ -117,7 +140,7 @@ def main(
                 result = train(x_train, y_train, len(classes), **args, evaluate=evaluate,
                                checkpoint_path=ckpt_path, resume=ckpt, checkpoint_meta=meta, log=log,
                                log_grid=log_grid,
-                               stop=lambda: stop.requested, progress=sys.stderr.isatty())
+                               stop=lambda: stop.requested, progress=sys.stderr.isatty(), world=world)
         except Stopped as e:
             tracked.flush(wait_seconds=5)  # inside the grace period a scheduler gives
             run.close("KILLED", {"ganforge.stopped_by": e.signal_name, "ganforge.stopped_at_step": e.step})

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from ganforge.errors import ConfigError
 
@@ -101,6 +101,7 @@ class TrainEval(Section):
 
 class Train(Section):
     device: Device
+    nproc: Literal["auto"] | PositiveInt  # training processes on this node (torchrun); auto = visible GPUs
     fast: Literal["auto", "off"]
     resume: Literal["auto", "never"]
     arch: str

@@ -31,11 +31,14 @@ from ganforge.nets.packing import check_batch, input_channels, pack_input
 from ganforge.plane import extent_of, plane_picture, surface
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
+from ganforge.train.distributed import World
 from ganforge.train.ema import make_ema, update_ema
 from ganforge.train.fast import FastPath
+from ganforge.train.fast import log as fast_log
 
 # The arguments that determine the training trajectory: a checkpoint is resumed only when all of them
-# match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals.
+# match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals, nor
+# the number of processes (every rank draws the same global batches: a checkpoint resumes on any number).
 TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_norm", "loss", "reg",
                    "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
                    "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
@@ -149,15 +152,19 @@ def train(
     stop: Callable[[], str | None] | None = None,  # polled after each step; a signal name = checkpoint
                                                    # that step and raise Stopped (cli.GracefulStop)
     progress: bool = True,  # show a rich progress bar
+    world: World | None = None,  # this process among several (train/distributed.py); None = the only one.
+                                 # Every rank calls train(); only rank 0 is given log, log_grid, evaluate.
 ) -> TrainResult:
     config = trajectory_config(locals())
-    dev = torch.device(device)
+    world = world or World(device=torch.device(device))
+    dev = world.device if world.size > 1 else torch.device(device)
+    rows = world.batch_slice(batch_size)  # this rank's rows of each global batch (all of them in one process)
     points = x_train.dtype == np.float32 and x_train.shape[1:] == (2, 1, 1)  # toy 2-D data
     if not (x_train.dtype == np.uint8 or points) or x_train.ndim != 4 or len(x_train) == 0:
         raise GanforgeError(f"training data must be uint8 [N, C, H, W] or float32 points [N, 2, 1, 1], got "
                             f"{x_train.dtype} {x_train.shape}")
-    check_batch(batch_size, pack, mbstd_group)
-    if eval_every and evaluate is None:
+    check_batch(batch_size // world.size, pack, mbstd_group)  # D packs each rank's share of the batch
+    if eval_every and evaluate is None and world.main:
         raise GanforgeError("internal: eval_every is set but no evaluate function was given")
     n_data, channels, resolution, _ = x_train.shape
     if conditional and (y_train is None or len(y_train) != n_data or num_classes < 2):
@@ -182,6 +189,9 @@ def train(
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
     G_ema = make_ema(G) if ema_enabled else None
+    # Several processes: DDP averages the gradients of the wrapped nets over the ranks (itself with one).
+    # G_ema, the grids and the checkpoints use the plain modules, whose weights are the same on every rank.
+    G_ddp, D_ddp = world.wrap(G), world.wrap(D)
     opt_G = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(beta1_g, beta2_g), **fast_path.adam_options)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(beta1_d, beta2_d), **fast_path.adam_options)
     loss_fn = make_loss(loss)
@@ -191,9 +201,15 @@ def train(
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
-    streams = ("data", "z", "augment", "reg", *(("labels",) if K else ()))  # "labels": G's classes
-    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, name))
-                  for name in streams}  # every draw of a step, checkpointed
+    # Every draw of a step, checkpointed. data, z and labels (G's classes) are the same streams on every
+    # rank (each draws the global batch and keeps its rows); augment and reg are per rank (rank 0's is the
+    # one-process stream).
+    def rank_stream(name: str, rank: int = world.rank) -> str:
+        return name if rank == 0 or name in ("data", "z", "labels") else f"{name}/rank{rank}"
+
+    streams = ("data", "z", "augment", "reg", *(("labels",) if K else ()))
+    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, rank_stream(name)))
+                  for name in streams}
     fixed_z = torch.randn(PLANE_POINTS if points else GRID_SIZE**2, z_dim, generator=torch.Generator(
         ).manual_seed(stream_seed(seed, "fixed_z"))).to(dev)  # [64 (points: 1024), z_dim], on every device
 
@@ -209,14 +225,24 @@ def train(
     # take the real labels, as conditional WGAN-GP does).
     batch_labels: dict[int | str, torch.Tensor] = {}
 
-    def D_seen(x: torch.Tensor) -> torch.Tensor:
+    def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+
+    def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
         policy first, in both phases, so D never sees an unaugmented image it could tell apart; then packs
         them (PacGAN) and appends the minibatch stddev (nets/packing.py) when asked."""
-        x_seen = pack_input(x if aug.identity else aug(x, generators["augment"]), pack, mbstd_group)
-        if not K:
-            return D(x_seen)
-        return D(x_seen, batch_labels.get(x.untyped_storage().data_ptr(), batch_labels["real"]))
+
+        def seen(x: torch.Tensor) -> torch.Tensor:
+            x_seen = pack_input(x if aug.identity else aug(x, generators["augment"]), pack, mbstd_group)
+            if not K:
+                return net(x_seen)
+            return net(x_seen, batch_labels.get(x.untyped_storage().data_ptr(), batch_labels["real"]))
+
+        return seen
+
+    D_seen = seen_by(D_ddp)  # the D phase: D's gradients are averaged over the ranks
+    # G phase: D is frozen, so the plain module (its DDP wrapper would wait for D gradients that never come)
+    D_frozen = seen_by(D)
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
@@ -226,26 +252,30 @@ def train(
     weights = [*G.parameters(), *D.parameters()]
 
     def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(x_real, z, the classes asked of G or None); conditional: registers the batches' labels."""
-        # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
-        idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
-        x_real = data[idx]  # [B, C, H, W]
+        """(x_real, z, the classes asked of G or None); conditional: registers the batches' labels.
+
+        i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host. Every rank
+        draws the global batch and keeps its rows b = B / world_size: the same images, z and classes per
+        step whatever the number of processes."""
+        idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])[rows]  # [b]
+        x_real = data[idx]  # [b, C, H, W]
         if not points:
             x_real = x_real.float().div_(127.5).sub_(1)  # uint8 -> float in [-1, 1]
-        z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
+        z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])[rows]  # [b, z_dim]
         if not K:
             return x_real, z, None
-        u = torch.rand(batch_size, device=dev, generator=generators["labels"])  # [B]
-        y_fake = torch.searchsorted(label_cdf, u, right=True).clamp_(max=K - 1)  # [B] int64
+        u = torch.rand(batch_size, device=dev, generator=generators["labels"])[rows]  # [b]
+        y_fake = torch.searchsorted(label_cdf, u, right=True).clamp_(max=K - 1)  # [b] int64
         batch_labels.clear()
         batch_labels["real"] = batch_labels[x_real.untyped_storage().data_ptr()] = labels[idx]  # drawn with x
         return x_real, z, y_fake
 
     def G_asked(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """G(z), or G(z, y) when conditional; the images' labels are registered for D_seen."""
+        """G(z), or G(z, y) when conditional (through DDP when there are several processes); the images'
+        labels are registered for D_seen."""
         if y is None:
-            return G(z)
-        x = G(z, y)
+            return G_ddp(z)
+        x = G_ddp(z, y)
         batch_labels[x.untyped_storage().data_ptr()] = y
         return x
 
@@ -256,7 +286,7 @@ def train(
             x_real, z, y_fake = real_batch_and_z()
             last = i == d_steps - 1
             with fast_path.autocast(), torch.set_grad_enabled(last):  # bf16 on the fast path; else no-op
-                x_fake = G_asked(z, y_fake)  # [B, C, H, W]; only the last one needs its graph (G phase)
+                x_fake = G_asked(z, y_fake)  # [b, C, H, W]; only the last one needs its graph (G phase)
             with fast_path.autocast():
                 loss_d, d_stats = loss_fn.d_loss(D_seen, x_real, x_fake.detach())
             if regularize and last:  # a penalty needs a double backward: fp32, outside autocast
@@ -269,7 +299,7 @@ def train(
         # G phase: through the updated D; D is frozen so this backward computes no D gradients.
         D.requires_grad_(False)
         with fast_path.autocast():
-            loss_g, g_stats = loss_fn.g_loss(D_seen, x_fake)
+            loss_g, g_stats = loss_fn.g_loss(D_frozen, x_fake)
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()
@@ -296,9 +326,13 @@ def train(
     # (reg_every > 1) makes two kinds of step: the plain one is graphed, the regularised one runs eagerly on
     # the same tensors. A learning-rate schedule changes a value a graph would have baked in: all eager.
     # ("none" is applied every step too: it adds an exact zero, which changes no bit of the trajectory)
+    # Several processes: no graph (DDP's all-reduce runs eagerly here); bf16, channels_last, fused Adam kept.
     lazy = regularizer.every > 1
-    plain_step = fast_path.step(lambda: train_step(regularize=not lazy),
-                                generators.values(), (G, D)) if lr_decay == "none" else None
+    if fast_path.enabled and world.size > 1 and world.main:
+        fast_log.warning("fast path: no CUDA graph with %d processes (DDP); training eagerly (bf16, "
+                         "channels_last and fused Adam kept)", world.size)
+    plain_step = fast_path.step(lambda: train_step(regularize=not lazy), generators.values(),
+                                (G, D)) if lr_decay == "none" and world.size == 1 else None
 
     def step_fn(step: int) -> None:
         regularize = step % regularizer.every == 0
@@ -345,7 +379,7 @@ def train(
                 "G_ema": cpu(G_ema.state_dict()) if G_ema is not None else None,
                 "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
                 "loop": {"step_t": step_t.cpu(), "sums": sums.cpu()},
-                "rng": rng_states(generators), "evals": evals, "best": best}
+                "rng": rng_states(generators), "evals": evals, "best": best, "world_size": world.size}
 
     start_step, history, evals, best = 0, [], [], None
     if resume is not None:
@@ -361,13 +395,16 @@ def train(
         opt_D.load_state_dict(resume["opt_D"])
         step_t.copy_(resume["loop"]["step_t"])
         sums.copy_(resume["loop"]["sums"])
-        set_rng_states(resume["rng"], generators)
+        set_rng_states(resume["rng"], generators)  # rank 0's streams (data and z are every rank's)
+        for name in ("augment", "reg"):  # the other ranks' own streams: fresh ones from the seed, rank, step
+            if rank_stream(name) != name:
+                generators[name].manual_seed(stream_seed(seed, f"{rank_stream(name)}/step{start_step}"))
         if start_step > steps_total:
             raise GanforgeError(f"the checkpoint is at step {start_step}, beyond this run's {steps_total} "
                                 f"steps (kimg={kimg}); delete {checkpoint_path} to train a shorter run")
 
     def check_finite() -> None:
-        bad_step, bad_d, bad_g, weight_sum = first_bad.tolist()  # note: a host sync point
+        bad_step, bad_d, bad_g, weight_sum = world.earliest_bad(first_bad).tolist()  # note: a host sync point
         if bad_step >= 0:
             what = ("is not finite" if not math.isfinite(bad_d + bad_g) else
                     f"but its update made the weights non-finite (sum {weight_sum})")
@@ -386,12 +423,15 @@ def train(
             bar.advance(task)
             stopping = stop() if stop is not None else None  # a signal arrived: checkpoint this step, end
             last = step == steps_total
+            if world.size > 1:  # all ranks stop at one step: they agree at each report (a sync point anyway)
+                stopping = world.agree_on_stop(stopping) if step % log_every == 0 or last else None
             at_log, at_image = step % log_every == 0 or last, step % image_every == 0 or last
             at_ckpt = checkpoint_path is not None and (step % ckpt_every == 0 or last or stopping is not None)
             at_eval = bool(eval_every) and (step % eval_every == 0 or last)
             if not (at_log or at_image or at_ckpt or at_eval or stopping):
                 continue
             check_finite()  # before anything is reported or saved: a checkpoint never holds diverged weights
+            world.average_(sums)  # the mean over the ranks of their sums (the step count stays the same)
             row = None
             if at_log:
                 means = (sums[:-1] / sums[-1]).tolist()  # host sync
@@ -402,7 +442,7 @@ def train(
                 history.append(row)
                 bar.update(task, info=f"kimg {row['kimg']:.1f}  loss_d {row['loss_d']:.3f}  "
                                       f"loss_g {row['loss_g']:.3f}  {img_per_s:.0f} img/s")
-            if at_eval:  # between steps, eagerly: never inside a captured step
+            if at_eval and world.main:  # between steps, eagerly: never inside a captured step
                 G_eval = G_ema if G_ema is not None else G
                 result = {"step": step, "kimg": step * img_per_step / 1000, **evaluate(G_eval, eval_n)}
                 G.train()  # evaluate() puts the network in eval mode (G_ema lives there anyway)
@@ -410,8 +450,8 @@ def train(
                 if best is None or result["fid"] < best["fid"]:  # the snapshot to keep (a late collapse
                     best = {"step": step, "kimg": result["kimg"], "fid": result["fid"],  # cannot undo it)
                             "G": {k: v.detach().cpu().clone() for k, v in G_eval.state_dict().items()}}
-            if at_ckpt:  # before reporting: the checkpoint's history holds this row, so a report lost to a
-                save_checkpoint(checkpoint_path, checkpoint_state(step))  # crash can be sent on resume
+            if at_ckpt and world.main:  # before reporting: the checkpoint's history holds this row, so a
+                save_checkpoint(checkpoint_path, checkpoint_state(step))  # report lost to a crash is resent
             if row is not None and log is not None:
                 log(step, {k: v for k, v in row.items() if k != "step"})
             if at_eval and log is not None:
