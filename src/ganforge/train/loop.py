@@ -226,8 +226,6 @@ def train(
     batch_labels: dict[int | str, torch.Tensor] = {}
 
     def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-
-    def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
         policy first, in both phases, so D never sees an unaugmented image it could tell apart; then packs
         them (PacGAN) and appends the minibatch stddev (nets/packing.py) when asked."""
