@@ -49,32 +49,38 @@ RECIPES["fashion-seed-dcgan"] = ["base.dataset=fashion-mnist"]
 RECIPES["fashion-dcgan32-b64-lr5e-4-hinge-sn"] = ["base.dataset=fashion-mnist",
                                                  *RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]]
 
-app = typer.Typer(add_completion=False, help=__doc__)
-
 
 def command(name: str) -> list[str]:
     return ["dvc", "exp", "run", "--temp", "-n", name, *[a for kv in BUDGET + RECIPES[name]
                                                          for a in ("-S", kv)]]
 
 
-def table(names: list[str]) -> str:
-    """Markdown rows for the named recipes, from the runs in the workspace's MLflow store."""
+def latest_runs(names: list[str]) -> list[tuple[str, object, float]]:
+    """(name, its latest MLflow run, the run's wall-clock in minutes) of each named dvc experiment that has
+    a run in the workspace's store."""
     from mlflow import MlflowClient
 
     from ganforge.tracking.store import EXPERIMENT, tracking_uri
 
     c = MlflowClient(tracking_uri(ROOT))
     exp = c.get_experiment_by_name(EXPERIMENT)
-    rows = ["| recipe | fid_ratio | precision | recall | coverage | class KL | best snapshot (step, kimg) "
-            "| train wall-clock | command |", "|---|---|---|---|---|---|---|---|---|"]
+    out = []
     for name in names:
         runs = c.search_runs([exp.experiment_id], f"tags.dvc_exp_name = '{name}'",
                              order_by=["attributes.start_time DESC"], max_results=1) if exp else []
-        if not runs:
-            continue
-        r = runs[0]
+        if runs:
+            r = runs[0]
+            minutes = (r.info.end_time - r.info.start_time) / 60000 if r.info.end_time else float("nan")
+            out.append((name, r, minutes))
+    return out
+
+
+def table(names: list[str]) -> str:
+    """Markdown rows for the named recipes, from the runs in the workspace's MLflow store."""
+    rows = ["| recipe | fid_ratio | precision | recall | coverage | class KL | best snapshot (step, kimg) "
+            "| train wall-clock | command |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r, minutes in latest_runs(names):
         m, t = r.data.metrics, r.data.tags
-        minutes = (r.info.end_time - r.info.start_time) / 60000 if r.info.end_time else float("nan")
         cmd = " ".join(f"-S {kv}" for kv in BUDGET + RECIPES[name])
         rows.append(f"| {name} | {m.get('fid_ratio', float('nan')):.2f} | {m.get('precision', 0):.3f} | "
                     f"{m.get('recall', 0):.3f} | {m.get('coverage', 0):.3f} | {m.get('class_kl', 0):.3f} | "
@@ -83,27 +89,37 @@ def table(names: list[str]) -> str:
     return "\n".join(rows) + "\n"
 
 
-@app.command()
-def main(only: list[str] = typer.Option(None, help="run only these recipes (repeatable)"),
-         table_only: bool = typer.Option(False, help="do not train; rebuild the table from MLflow"),
-         out: Path = typer.Option(ROOT / "bench" / "recipes.md", help="where the markdown table goes")
-         ) -> None:
-    """Run the recipes one after the other, then write the table."""
-    names = only or list(RECIPES)
-    unknown = set(names) - set(RECIPES)
-    if unknown:
-        raise typer.BadParameter(f"unknown recipe(s) {sorted(unknown)} (known: {', '.join(RECIPES)})")
+def run_each(names: list[str], command) -> None:
+    """Run command(name) for each name in turn, in the workspace, with this venv first on PATH."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    for name in [] if table_only else names:
+    for name in names:
         print(f"== {name}: {' '.join(command(name))}", flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(command(name), cwd=ROOT, env=env)
         minutes = (time.perf_counter() - t0) / 60
         print(f"== {name}: exit {proc.returncode} after {minutes:.1f} min", flush=True)
-    text = table(names)
-    out.write_text(text)
-    print(text)
+
+
+def bench_app(recipes: dict[str, list[str]], command, table, default_out: Path, doc: str) -> typer.Typer:
+    """The command line of a recipes benchmark: run the recipes (or --only some), then write the table."""
+    app = typer.Typer(add_completion=False, help=doc)
+
+    @app.command()
+    def main(only: list[str] = typer.Option(None, help="run only these recipes (repeatable)"),
+             table_only: bool = typer.Option(False, help="do not train; rebuild the table from MLflow"),
+             out: Path = typer.Option(default_out, help="where the markdown table goes")) -> None:
+        """Run the recipes one after the other, then write the table."""
+        names = only or list(recipes)
+        unknown = set(names) - set(recipes)
+        if unknown:
+            raise typer.BadParameter(f"unknown recipe(s) {sorted(unknown)} (known: {', '.join(recipes)})")
+        run_each([] if table_only else names, command)
+        text = table(names)
+        out.write_text(text)
+        print(text)
+
+    return app
 
 
 if __name__ == "__main__":
-    app()
+    bench_app(RECIPES, command, table, ROOT / "bench" / "recipes.md", __doc__)()

@@ -3,6 +3,7 @@
     python scripts/compare.py                       # the experiment of the last training run here
     python scripts/compare.py --experiment NAME --metric fid_ratio --metric kid_mean
     python scripts/compare.py --all                 # also the KILLED and FAILED runs
+    python scripts/compare.py --exp-prefix sweep-42-  # only the runs of DVC experiments named so (a sweep)
     make compare                                    # the same, against the project's store
 
 Reads the store of MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow.db (as the stages do).
@@ -11,6 +12,7 @@ Reads the store of MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow.db (
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import typer
@@ -38,11 +40,12 @@ def experiment_of(run_json: Path) -> str:
 
 
 def compare_runs(experiment: str | None, params=PARAMS, metrics=METRICS, max_results: int = 100,
-                 all_runs: bool = False):
+                 all_runs: bool = False, exp_prefix: str | None = None):
     """The runs of `experiment` as a pandas DataFrame (best fid_ratio first, unevaluated runs last).
 
     Columns: run_id, run_name, status, then the requested params and metrics that any run has.
-    KILLED and FAILED runs are left out unless all_runs.
+    KILLED and FAILED runs are left out unless all_runs. exp_prefix: only the runs of the DVC experiments
+    whose names start with it (the tag dvc_exp_name; a CI sweep names its experiments sweep-<run id>-...).
     """
     import mlflow
     import pandas as pd
@@ -54,7 +57,12 @@ def compare_runs(experiment: str | None, params=PARAMS, metrics=METRICS, max_res
         raise GanforgeError("no experiment given (and no results/train/run.json to take it from)")
     if mlflow.get_experiment_by_name(experiment) is None:
         raise GanforgeError(f"no experiment named {experiment!r} in {tracking_uri()}")
-    df = mlflow.search_runs(experiment_names=[experiment], max_results=max_results,
+    query = ""
+    if exp_prefix is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", exp_prefix):  # it goes into the search filter as text
+            raise GanforgeError(f"--exp-prefix {exp_prefix!r}: letters, digits and _.- only")
+        query = f"tags.dvc_exp_name LIKE '{exp_prefix}%'"
+    df = mlflow.search_runs(experiment_names=[experiment], filter_string=query, max_results=max_results,
                             order_by=["metrics.fid_ratio ASC", "attributes.start_time DESC"])
     if not all_runs and not df.empty:
         df = df[~df["status"].isin(LEFT_OUT)]
@@ -93,6 +101,8 @@ def compare(
     max_runs: int = typer.Option(50, min=1, help="Show at most this many runs."),
     all_runs: bool = typer.Option(False, "--all", help="Also list KILLED and FAILED runs (interrupted or "
                                   "crashed trainings), which are left out of the ranking by default."),
+    exp_prefix: str = typer.Option(None, help="Only the runs of DVC experiments whose name starts with this "
+                                   "(e.g. sweep-<run id>- for one CI sweep, .github/workflows/sweep.yml)."),
 ) -> None:
     """Print a table of an experiment's runs with their status, key params and metrics, best fid_ratio
     first."""
@@ -101,7 +111,8 @@ def compare(
 
         if experiment is None and run_json.exists():
             experiment = experiment_of(run_json)
-        df = compare_runs(experiment, params=param, metrics=metric, max_results=max_runs, all_runs=all_runs)
+        df = compare_runs(experiment, params=param, metrics=metric, max_results=max_runs, all_runs=all_runs,
+                          exp_prefix=exp_prefix)
         shown = "all runs" if all_runs else "KILLED/FAILED left out (--all shows them)"
         table = Table(title=f"{experiment}: {len(df)} run(s), best fid_ratio first, {shown} "
                       f"({tracking_uri()})")

@@ -5,8 +5,12 @@
 #   scripts/retrain.sh MODE       one step: setup, pull, reproduce, push or report. CI runs them as separate
 #                                 steps so that each gets only the secrets it needs (see retrain.yml);
 #                                 `report` also writes the report again once CI knows the grid's URL
+#   scripts/retrain.sh exp-push   `dvc exp push origin $RETRAIN_EXP_NAME`: the experiment's git ref to the
+#                                 git remote and its outputs to the DVC remote (a sweep job, sweep.yml)
 #
 # Environment, all optional:
+#   RETRAIN_EXP_NAME     the name of the DVC experiment that overrides make (`dvc exp run -n`; letters,
+#                        digits and _.- only); exp-push needs it
 #   RETRAIN_OVERRIDES    params overrides, space-separated key=value ("train.kimg=400 train.lr=0.0001"):
 #                        reproduce with `dvc exp run -S key=value ...` instead of `dvc repro`. Every key must
 #                        be a setting of params.yaml, every value a plain number, boolean, null or word; each
@@ -118,8 +122,20 @@ PY
     [ -z "$unknown" ] || die "override '$unknown': params.yaml has no setting ${unknown%%=*}"
 }
 
+# RETRAIN_EXP_NAME -> exp_name, checked like the overrides: it becomes a git ref and a dvc argument
+exp_name=""
+parse_exp_name() {
+    exp_name="${RETRAIN_EXP_NAME:-}"
+    [ -z "$exp_name" ] || [[ "$exp_name" =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$ ]] \
+        || die "RETRAIN_EXP_NAME '$exp_name' is not a name of letters, digits and _.- (at most 100)"
+}
+
 reproduce() {
     local args=()
+    if [ -n "$exp_name" ]; then
+        [ "${#overrides[@]}" -gt 0 ] || die "RETRAIN_EXP_NAME needs RETRAIN_OVERRIDES (an experiment)"
+        args=(-n "$exp_name")
+    fi
     if [ "${RETRAIN_FORCE:-false}" = true ]; then
         # From scratch: --force reruns every stage, but train would resume its persisted checkpoint (already
         # at the last step) and train nothing. train.resume=never is a params setting, so it goes through
@@ -127,7 +143,7 @@ reproduce() {
         # diff, where a flag outside params (an environment variable, deleting checkpoints/) would leave no
         # trace. It comes last, so it wins over a resume given in RETRAIN_OVERRIDES.
         overrides+=(-S train.resume=never)
-        args=(--force)
+        args+=(--force)
     fi
     args+=("${overrides[@]}")
     mkdir -p "$(dirname "$log")"
@@ -138,6 +154,14 @@ reproduce() {
         say "dvc repro ${args[*]}"
         dvc repro "${args[@]}" 2>&1 | tee "$log"
     fi
+}
+
+# One experiment of a sweep to the team: its git ref (refs/exps/...) to origin, which needs git push rights,
+# and the outputs it cached to the DVC remote, so that anyone can `dvc exp pull origin NAME` / `dvc exp apply`.
+exp_push() {
+    [ -n "$exp_name" ] || die "exp-push needs RETRAIN_EXP_NAME (the experiment to push)"
+    say "dvc exp push origin $exp_name"
+    if has_remote; then dvc exp push origin "$exp_name"; else dvc exp push --no-cache origin "$exp_name"; fi
 }
 
 push() {
@@ -202,11 +226,12 @@ write_report() {
 
 # Overrides are checked wherever they will be used, before anything else is done with them.
 case "$mode" in
-    all) parse_overrides; setup; check_override_keys; pull; reproduce; push; write_report ;;
-    setup) parse_overrides; setup; check_override_keys ;;
+    all) parse_overrides; parse_exp_name; setup; check_override_keys; pull; reproduce; push; write_report ;;
+    setup) parse_overrides; parse_exp_name; setup; check_override_keys ;;
     pull) use_venv; pull ;;
-    reproduce) parse_overrides; use_venv; check_override_keys; reproduce ;;
+    reproduce) parse_overrides; parse_exp_name; use_venv; check_override_keys; reproduce ;;
     push) use_venv; push ;;
+    exp-push) parse_exp_name; use_venv; exp_push ;;
     report) use_venv; write_report ;;
-    *) die "usage: scripts/retrain.sh [all|setup|pull|reproduce|push|report]" ;;
+    *) die "usage: scripts/retrain.sh [all|setup|pull|reproduce|push|exp-push|report]" ;;
 esac

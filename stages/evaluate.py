@@ -23,12 +23,20 @@ def main(
                                            "reference.npz and metrics.json (the real-data floor)"),
     run_json: Path = typer.Option(Path("results/train/run.json"), "--run", help="the training's MLflow run "
                                   "(metrics are logged there)"),
-    out: Path = typer.Option(Path("results/evaluate"), help="directory for metrics.json and class_hist.tsv"),
+    out: Path = typer.Option(Path("results/evaluate"), help="directory for metrics.json, class_hist.tsv and "
+                             "per_class.tsv"),
 ) -> None:
     """Compute FID, KID, precision/recall, density/coverage, classifier score, class-histogram KL and
     classes covered of the samples against the real test split, fid_ratio = FID / the real-data floor's FID,
-    and (evaluate.inception: true) standard Inception FID. Writes OUT/metrics.json and OUT/class_hist.tsv
-    and logs everything to the training's MLflow run."""
+    and (evaluate.inception: true) standard Inception FID. Samples of a class-conditional generator (their
+    requested labels in images.npz) add conditional accuracy (the judge's prediction is the requested class)
+    and intra-class FID (mean over classes, against the real test images of that class), per class in
+    OUT/per_class.tsv (a header only for an unconditional generator). Writes OUT/metrics.json,
+    OUT/class_hist.tsv and OUT/per_class.tsv and logs everything to the training's MLflow run. 2-D samples
+    (toy data sets) are judged by the evaluator stage's mode table instead: modes covered
+    (evaluate.modes.min_count samples within 3 std), the high-quality share and the KL of the mode histogram
+    from uniform; Stacked MNIST samples by the modes the MNIST judge reads in their channels (1000);
+    class_hist.tsv is then per mode."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
@@ -37,8 +45,9 @@ def main(
         cfg = p.evaluate
         device = resolve_device(cfg.device)
 
+        from ganforge.data.prepared import is_points
         from ganforge.errors import GanforgeError
-        from ganforge.io import atomic_write_json, atomic_write_text
+        from ganforge.io import read_json
         from ganforge.metrics import (
             Reference,
             Settings,
@@ -47,18 +56,38 @@ def main(
             load_evaluator_metrics,
         )
         from ganforge.metrics.inception import inception_fid, weights_path
-        from ganforge.sampling import load_images
+        from ganforge.metrics.modes import ModeTable, describe, evaluate_modes
+        from ganforge.metrics.stacked import stacked_modes
+        from ganforge.sampling import load_samples
 
         weights = weights_path(cfg.inception_weights) if cfg.inception else None  # fail before any work
         from ganforge.data.prepared import load_info
 
-        load_info(data, p.base.dataset)  # another dataset's directory: exit 2
+        info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
         from ganforge.tracking.promotion import promote_if_better  # mlflow: seconds to import
         from ganforge.tracking.store import Run
 
         run = Run.attach(run_json)
         t0 = time.perf_counter()
-        images = load_images(samples)
+        images, labels = load_samples(samples)  # labels: the requested classes (conditional G), else None
+        if is_points(images) or info.get("kind") == "stacked":  # the mode-collapse benchmarks: count modes
+            if is_points(images):  # toy 2-D data: with the evaluator stage's mode table
+                table = ModeTable.load(evaluator)
+                modes, n_modes = table.assign(images), len(table.centres)
+            else:  # Stacked MNIST: the MNIST judge reads each channel
+                modes, n_modes = stacked_modes(load_evaluator(evaluator, device)[0], images, device), 1000
+            floor = read_json(evaluator_results / "metrics.json", "rerun the evaluator stage")["floor"]
+            metrics, hist = evaluate_modes(modes, n_modes, evaluator_results / "reference.npz", floor,
+                                           cfg.modes.min_count)
+            if not is_points(images):
+                del metrics["high_quality"]  # every image has a mode
+            _write(out, metrics, hist, [])
+            run.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()}})
+            for f in ("metrics.json", "class_hist.tsv", "per_class.tsv"):
+                run.log_artifact(out / f, "evaluate")
+            run.set_tags({"registry.decision": "not judged (mode counting: no fid_ratio to compare)"})
+            print(f"evaluate: {describe(metrics)}\n  real floor: {describe(floor)}")
+            return
         net, _ = load_evaluator(evaluator, device)
         ref = Reference.load(evaluator_results / "reference.npz")
         judge = load_evaluator_metrics(evaluator_results / "metrics.json")  # accuracy, floor
@@ -68,25 +97,42 @@ def main(
                                 f"with {floor['n']}: FID depends on sample size, so rerun the stale stage "
                                 "(dvc repro)")
         settings = Settings.of(cfg, seed=p.base.seed, device=device)
-        metrics, hist = evaluate_images(images, net, ref, floor, settings, log=lambda line: print(line))
-        if weights is not None:
-            from ganforge.data.prepared import load_split
+        from ganforge.data.prepared import load_split
 
-            metrics.update(inception_fid(load_split(data, "test")[0], images, weights, device))
+        need_test = labels is not None or weights is not None  # intra-class FID, Inception FID
+        x_test, y_test = load_split(data, "test") if need_test else (None, None)
+        metrics, hist, per_class = evaluate_images(images, net, ref, floor, settings, log=print,
+                                                   labels=labels, real_labels=y_test)
+        if weights is not None:
+            metrics.update(inception_fid(x_test, images, weights, device))
         seconds = time.perf_counter() - t0
 
-        atomic_write_json(out / "metrics.json", metrics)
-        atomic_write_text(out / "class_hist.tsv", "class\treal\tgenerated\n" + "".join(
-            f"{k}\t{real:.6f}\t{gen:.6f}\n" for k, real, gen in hist))
+        _write(out, metrics, hist, per_class)
         run.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()},
                              "evaluator.accuracy": judge["accuracy"]})
-        for f in ("metrics.json", "class_hist.tsv"):
+        for f in ("metrics.json", "class_hist.tsv", "per_class.tsv"):
             run.log_artifact(out / f, "evaluate")
         decision = promote_if_better(run, p.base.dataset, None, metrics["fid_ratio"])
         print(f"evaluate: {len(images)} samples in {seconds:.0f} s ({device}): fid {metrics['fid']:.4g} "
               f"(ratio {metrics['fid_ratio']:.3g}), precision {metrics['precision']:.3f}, recall "
               f"{metrics['recall']:.3f}, {metrics['classes_covered']} classes covered; registry: "
               f"{decision['registry.decision']}")
+        if labels is not None:
+            print(f"conditional: accuracy {metrics['cond_accuracy']:.4f} (the judge's class = the requested "
+                  f"one), intra-class FID {metrics['intra_fid']:.4g} (mean over "
+                  f"{metrics['classes_measured']} classes, worst {metrics['intra_fid_max']:.4g})")
+
+
+def _write(out: Path, metrics: dict, hist: list, per_class: list[dict]) -> None:
+    """OUT/metrics.json, OUT/class_hist.tsv (class or mode, real share, generated share) and
+    OUT/per_class.tsv (a conditional generator's accuracy and FID per class; else a header only)."""
+    from ganforge.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "class_hist.tsv", "class\treal\tgenerated\n" + "".join(
+        f"{k}\t{real:.6f}\t{gen:.6f}\n" for k, real, gen in hist))
+    atomic_write_text(out / "per_class.tsv", "class\tn\taccuracy\tfid\n" + "".join(
+        f"{r['class']}\t{r['n']}\t{r['accuracy']:.6f}\t{r['fid']:.6f}\n" for r in per_class))
 
 
 if __name__ == "__main__":

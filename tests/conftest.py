@@ -79,31 +79,43 @@ def one_thread():
 
 
 def untrained_generator(seed: int = 0, arch: str = "dcgan", spectral_norm: bool = False, z_dim: int = 16,
-                        g_channels: int = 8):
+                        g_channels: int = 8, num_classes: int = 0):
     """An untrained 28 px, 1-channel G from the architecture registry, in eval mode, with non-trivial
-    BatchNorm running statistics (as training leaves them): the one way tests build a generator."""
+    BatchNorm running statistics (as training leaves them): the one way tests build a generator.
+    num_classes > 0: class-conditional, with each class's BatchNorm gain and bias made distinct (as training
+    leaves them: an untrained conditional G starts by ignoring the class)."""
     import torch
 
     from ganforge.nets import build_networks
 
     torch.manual_seed(seed)
     G, _ = build_networks(arch, z_dim=z_dim, channels=1, resolution=28, g_channels=g_channels, d_channels=8,
-                          g_spectral_norm=spectral_norm, d_spectral_norm=False)
+                          g_spectral_norm=spectral_norm, d_spectral_norm=False, num_classes=num_classes)
     with torch.no_grad():
-        G.train()(torch.randn(64, z_dim))
+        if num_classes:
+            from ganforge.nets.conditional import ConditionalBatchNorm2d
+
+            for m in G.modules():
+                if isinstance(m, ConditionalBatchNorm2d):
+                    m.gain.add_(0.5 * torch.randn_like(m.gain))
+                    m.bias.add_(0.5 * torch.randn_like(m.bias))
+            G.train()(torch.randn(64, z_dim), torch.arange(64) % num_classes)
+        else:
+            G.train()(torch.randn(64, z_dim))
     return G.eval()
 
 
 def tiny_train_kwargs(**overrides) -> dict:
     """ganforge.train.train()'s arguments for a tiny but real run: 8/8-channel DCGAN, batch 32, the seed
-    recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for both), CPU, no progress bar.
+    recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for both, no packing or
+    minibatch stddev), CPU, no progress bar.
     """
     kwargs = dict(seed=0, data_hash="tiny", arch="dcgan", g_spectral_norm=False, d_spectral_norm=False,
                   loss="ns", reg="none", reg_weight=1.0, reg_every=1, augment="", z_dim=16, g_channels=8,
                   d_channels=8, batch_size=32, lr_g=2e-4, beta1_g=0.5, beta2_g=0.999, lr_d=2e-4, beta1_d=0.5,
                   beta2_d=0.999, d_steps=1, lr_decay="none", kimg=0.32, ema_enabled=True, ema_decay=0.999,
-                  eval_every=0, eval_n=0, device="cpu", fast="auto", log_every=5, image_every=10,
-                  ckpt_every=5, progress=False)
+                  eval_every=0, eval_n=0, device="cpu", fast="auto", conditional=False, fake_labels="uniform",
+                  log_every=5, image_every=10, ckpt_every=5, progress=False, pack=1, mbstd_group=0)
     unknown = set(overrides) - set(kwargs)
     assert not unknown, f"not train() arguments: {unknown}"
     return {**kwargs, **overrides}

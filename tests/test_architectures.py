@@ -80,7 +80,7 @@ def test_unsupported_resolution_lists_the_supported_ones():
         build("resnet", 64)
     with pytest.raises(ConfigError, match="supported resolutions: 8, 16, 28, 32, 64, 128"):
         get_architecture("dcgan", 48)
-    with pytest.raises(ConfigError, match="unknown architecture 'stylegan' .*allowed: dcgan, resnet"):
+    with pytest.raises(ConfigError, match="unknown architecture 'stylegan' .*allowed: dcgan, resnet, mlp"):
         get_architecture("stylegan")
     assert ARCHITECTURES["resnet"].resolutions == (28, 32)
 

@@ -102,9 +102,38 @@ def test_evaluate_stage(evaluated):
     assert {k: logged.metrics[k] for k in metrics} == pytest.approx(metrics)
     assert logged.metrics["floor.fid"] == pytest.approx(floor["fid"])
     assert "evaluator.accuracy" in logged.metrics
-    assert {a.path for a in c.list_artifacts(run_id, "evaluate")} == {"evaluate/metrics.json",
-                                                                      "evaluate/class_hist.tsv"}
+    assert {a.path for a in c.list_artifacts(run_id, "evaluate")} == {
+        "evaluate/metrics.json", "evaluate/class_hist.tsv", "evaluate/per_class.tsv"}
+    # an unconditional generator: no conditional metrics, a per-class table with its header only
+    assert (cwd / "results/evaluate/per_class.tsv").read_text() == "class\tn\taccuracy\tfid\n"
     assert logged.tags["registry.decision"] == "unregistered"  # this run registered no model version
+
+
+def test_conditional_metrics_of_labelled_samples(project, tiny_mnist_dir, tmp_path):
+    """Real test images as the 'samples' of a perfect conditional generator: conditional accuracy is the
+    judge's accuracy; with the labels shuffled (a generator that ignores the class) it falls to chance and
+    intra-class FID rises."""
+    import numpy as np
+
+    from ganforge.data.prepared import load_split
+
+    cwd, env, _, _ = project
+    x, y = load_split(tiny_mnist_dir, "test")
+    shuffled = np.random.default_rng(0).permutation(y[:400])
+    out = {}
+    for name, labels in (("true", y[:400]), ("shuffled", shuffled)):
+        atomic_save_npz(tmp_path / name / "images.npz", images=x[:400], labels=labels)
+        proc = run_stage("evaluate", "--data", str(tiny_mnist_dir), "--samples",
+                         str(tmp_path / name / "images.npz"), "--out", str(tmp_path / name / "out"), cwd=cwd,
+                         env=env)
+        assert proc.returncode == 0, proc.stderr
+        out[name] = json.loads((tmp_path / name / "out/metrics.json").read_text())
+        rows = (tmp_path / name / "out/per_class.tsv").read_text().splitlines()
+        assert rows[0] == "class\tn\taccuracy\tfid" and len(rows) == 11
+        assert sum(int(r.split("\t")[1]) for r in rows[1:]) == 400
+    assert out["true"]["cond_accuracy"] > 0.85 and out["shuffled"]["cond_accuracy"] < 0.3
+    assert out["true"]["intra_fid"] < out["shuffled"]["intra_fid"] / 2
+    assert out["true"]["classes_measured"] == 10 and "conditional: accuracy" in proc.stdout
 
 
 def test_in_training_evaluation_gives_the_evaluate_stages_numbers_for_the_same_images(evaluated):

@@ -262,3 +262,26 @@ def test_a_tracking_outage_loses_no_training_and_no_point(tmp_path, tiny_mnist_d
             logged = sorted(m.step for m in client.get_metric_history(run_id, key))
             assert logged == list(range(10, steps + 1, 10)), key
     assert not (cwd / "checkpoints/mlflow-spool.jsonl").exists()  # all sent
+
+
+def test_make_compare_ranks_one_sweep_by_its_experiment_prefix(tmp_path, monkeypatch):
+    # what the sweep workflow's last job runs: the runs of DVC experiments sweep-7-*, best first, no others
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runs = {}
+    for exp_name, ratio in (("sweep-7-a", 2.0), ("sweep-7-b", 1.5), ("sweep-8-a", 1.0), ("", 0.5)):
+        monkeypatch.setenv("DVC_EXP_NAME", exp_name)
+        run = Run.start("sweep-test", {"train": {"loss": "ns"}}, root=tmp_path)
+        run.log_metrics({"fid_ratio": ratio})
+        run.finish()
+        runs[exp_name] = run.run_id
+    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"],
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    compare = ["make", "-s", "-C", str(ROOT), "-o", "install", "compare"]
+    proc = subprocess.run([*compare, "ARGS=--experiment sweep-test --metric fid_ratio --exp-prefix sweep-7-"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    listed = [name for line in proc.stdout.splitlines() for name, rid in runs.items() if rid in line]
+    assert listed == ["sweep-7-b", "sweep-7-a"]  # 1.5 before 2.0; the other sweep and the plain run left out
+    proc = subprocess.run([*compare, "ARGS=--experiment sweep-test --exp-prefix sweep-%"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "letters, digits and _.- only" in proc.stderr  # no filter text

@@ -87,6 +87,11 @@ def test_outputs_and_mlflow_run(reference, tiny_mnist_dir, store):
     images = [f.path for f in client.list_artifacts(run.info.run_id, "images")]
     steps = {int(p.split("+step+")[1].split("+")[0]) for p in images if "samples_fixed_z+step+" in p}
     assert steps == {40, 80}
+    # the latent walks of the generator file's G: 4 walks of 10 steps, a strip and a GIF, in the run too
+    assert Image.open(reference / "results/train/interpolation.png").size == (10 * 30 + 2, 4 * 30 + 2)
+    assert Image.open(reference / "results/train/interpolation.gif").n_frames == 18
+    logged = {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert {"interpolation.png", "interpolation.gif"} <= logged
     # where a GAN user looks: the training view of the experiment, a readable run name, the dataset column
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"

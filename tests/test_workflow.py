@@ -22,6 +22,7 @@ from conftest import ROOT, dvc
 
 pytestmark = pytest.mark.slow  # linters and retrains through dvc
 WORKFLOW = ROOT / ".github" / "workflows" / "retrain.yml"
+SWEEP = ROOT / ".github" / "workflows" / "sweep.yml"
 VENV_BIN = str(Path(sys.executable).parent)
 ENV = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
 SHA_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
@@ -93,8 +94,8 @@ def linted():
 def test_workflow_lints_clean(linted):
     out = linted.stdout + linted.stderr
     assert linted.returncode == 0, out
-    assert "actionlint: 0 finding(s) in 1 file(s)" in out
-    assert "No findings to report" in out  # zizmor, auditor persona; the one ignore is justified inline
+    assert "actionlint: 0 finding(s) in 2 file(s)" in out
+    assert "No findings to report" in out  # zizmor, auditor persona; each ignore is justified inline
 
 
 def test_linters_catch_a_bad_workflow(linted, tmp_path):
@@ -247,3 +248,71 @@ def test_scheduled_retrain_trains_from_scratch(toy):
     assert "dvc exp run --force -S x=3 -S train.resume=auto -S train.resume=never" in proc.stderr
     assert yaml.safe_load((toy / "params.yaml").read_text())["train"]["resume"] == "never"
     assert "Stages run: toy." in report
+
+
+# --- the sweep that fans out (.github/workflows/sweep.yml) -------------------------------------------------
+def test_sweep_workflow_shape_and_every_override_set_passes_retrains_checks():
+    wf = yaml.safe_load(SWEEP.read_text())
+    assert wf["permissions"] == {} and "workflow_dispatch" in wf.get("on", wf.get(True))
+    job, rank = wf["jobs"]["experiment"], wf["jobs"]["rank"]
+    assert "gpu" in job["runs-on"] and job["environment"] == "retrain"
+    assert job["strategy"]["fail-fast"] is False and job["permissions"] == {"contents": "write"}
+    assert job["env"] == {"RETRAIN_OVERRIDES": "${{ matrix.overrides }}",
+                          "RETRAIN_EXP_NAME": "sweep-${{ github.run_id }}-${{ matrix.name }}"}
+    for step in job["steps"] + rank["steps"]:
+        assert "uses" not in step or SHA_PIN.match(step["uses"]), step["uses"]
+        assert "${{" not in step.get("run", ""), step["run"]
+    runs = [s["run"].strip() for s in job["steps"] if "run" in s]
+    assert runs[:3] == ["scripts/retrain.sh setup", "scripts/retrain.sh pull", "scripts/retrain.sh reproduce"]
+    assert "scripts/retrain.sh exp-push" in runs[3] and "GITHUB_TOKEN" in json.dumps(job["steps"][4]["env"])
+    # the git token reaches the exp-push step only, the tracking server's secrets the experiment step only
+    assert ["GITHUB_TOKEN" in json.dumps(s.get("env", {})) for s in job["steps"]].count(True) == 1
+    assert [secret_names(s) for s in job["steps"]] == [
+        [], [], ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+        ["MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME"],
+        ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], []]
+    assert rank["needs"] == "experiment" and "--exp-prefix $SWEEP" in rank["steps"][-1]["run"]
+    assert rank["permissions"] == {"contents": "read"}
+
+    sets = job["strategy"]["matrix"]["include"]
+    names = [s["name"] for s in sets]
+    assert len(sets) >= 2 and len(set(names)) == len(names)
+    for entry in sets:  # each set is checked here as the job's set-up step will check it
+        proc = run(["scripts/retrain.sh", "setup"], env={
+            "RETRAIN_SETUP": "false", "RETRAIN_OVERRIDES": entry["overrides"],
+            "RETRAIN_EXP_NAME": f"sweep-123-{entry['name']}"})
+        assert proc.returncode == 0, (entry, proc.stderr)
+
+
+def test_sweep_jobs_push_experiments_that_a_fresh_clone_lists_pulls_and_applies(toy, tmp_path):
+    """The fan-out on the toy pipeline: two "jobs" in their own clones of one origin, each running its
+    override set as a named experiment and pushing it; then a third clone sees both and takes one."""
+    origin = tmp_path / "origin.git"
+    git("clone", "-q", "--bare", str(toy), str(origin), cwd=tmp_path)
+    for name, overrides in (("sweep-9-small", "x=3"), ("sweep-9-big", "x=40")):
+        job = tmp_path / name
+        git("clone", "-q", str(origin), str(job), cwd=tmp_path)
+        env = {"RETRAIN_SETUP": "false", "RETRAIN_OVERRIDES": overrides, "RETRAIN_EXP_NAME": name}
+        proc = run(["scripts/retrain.sh", "reproduce"], cwd=job, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"dvc exp run -n {name} -S {overrides}" in proc.stderr
+        proc = run(["scripts/retrain.sh", "exp-push"], cwd=job, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    fresh = tmp_path / "fresh"
+    git("clone", "-q", str(origin), str(fresh), cwd=tmp_path)
+    listed = dvc("exp", "list", "--name-only", "origin", cwd=fresh)
+    assert sorted(listed.stdout.split()) == ["sweep-9-big", "sweep-9-small"], listed.stdout + listed.stderr
+    for args in (("exp", "pull", "origin", "sweep-9-big"), ("exp", "apply", "sweep-9-big")):
+        proc = dvc(*args, cwd=fresh)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    # its params and, from the DVC remote, the outputs it made: nothing was rerun here
+    assert yaml.safe_load((fresh / "params.yaml").read_text())["x"] == 40
+    assert (fresh / "results" / "toy" / "model.txt").read_text() == "40"
+
+
+def test_an_experiment_name_that_is_not_a_plain_name_is_refused(toy):
+    proc = run(["scripts/retrain.sh", "reproduce"], cwd=toy, env={
+        "RETRAIN_SETUP": "false", "RETRAIN_OVERRIDES": "x=2", "RETRAIN_EXP_NAME": "a;touch pwned"})
+    assert proc.returncode == 2 and "RETRAIN_EXP_NAME 'a;touch pwned' is not a name" in proc.stderr
+    assert not (toy / "results").exists() and not list(toy.rglob("pwned"))

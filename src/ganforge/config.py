@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from ganforge.errors import ConfigError
 
@@ -101,6 +101,7 @@ class TrainEval(Section):
 
 class Train(Section):
     device: Device
+    nproc: Literal["auto"] | PositiveInt  # training processes on this node (torchrun); auto = visible GPUs
     fast: Literal["auto", "off"]
     resume: Literal["auto", "never"]
     arch: str
@@ -118,10 +119,15 @@ class Train(Section):
     lr_decay: Literal["none", "linear"]
     kimg: float = Field(gt=0)
     ema: Ema
+    conditional: bool  # class-conditional G and D (needs labelled data)
+    fake_labels: str  # the classes asked of G while training (conditional only)
     eval: TrainEval
     log_every: int = Field(ge=1)
     image_every: int = Field(ge=1)
     ckpt_every: int = Field(ge=1)
+    # mode-collapse mitigations on D's input (nets/packing.py)
+    pack: int = Field(ge=1)  # PacGAN packing degree; 1 = off
+    mbstd_group: int = Field(ge=0)  # minibatch-stddev group size; 0 = off
 
     @field_validator("loss")
     @classmethod
@@ -129,6 +135,13 @@ class Train(Section):
         from ganforge.losses import LOSSES
 
         return _registered("loss", tuple(LOSSES), v)
+
+    @field_validator("fake_labels")
+    @classmethod
+    def _known_fake_labels(cls, v: str) -> str:
+        from ganforge.nets.conditional import FAKE_LABELS
+
+        return _registered("fake_labels choice", FAKE_LABELS, v)
 
     @field_validator("arch")
     @classmethod
@@ -153,7 +166,12 @@ class Train(Section):
 class Sample(Section):
     batch_size: int = Field(ge=1)
     truncation: float | None = Field(gt=0)
+    classes: list[int | str] | None  # conditional G: the classes to draw (names or indices); null = all
     device: Device
+
+
+class ModeCounting(Section):
+    min_count: int = Field(ge=1)  # samples a mode needs (within 3 std) to count as covered
 
 
 class Evaluate(Section):
@@ -165,6 +183,18 @@ class Evaluate(Section):
     dc_k: int = Field(ge=1)
     inception: bool
     inception_weights: str | None
+    modes: ModeCounting
+
+
+class Synthesize(Section):
+    """The synthetic dataset and its Classification Accuracy Score (stages/synthesize.py)."""
+
+    device: Device
+    batch_size: int = Field(ge=1)
+    train_n: int = Field(ge=2)  # synthetic train images (CAS trains on these alone)
+    test_n: int = Field(ge=2)  # synthetic test images (exported; CAS tests on the real test split)
+    seed_offset: int = Field(ge=0)  # image i of the train split has seed base.seed + seed_offset + i
+    mix: bool  # also train on real + synthetic (the augmentation use)
 
 
 class Params(Section):
@@ -174,6 +204,7 @@ class Params(Section):
     train: Train
     sample: Sample
     evaluate: Evaluate
+    synthesize: Synthesize
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:

@@ -10,27 +10,18 @@ info.json (see prepared.py for the split format):
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ganforge.config import Download
-from ganforge.data import cifar, folder
+from ganforge.data import cifar, folder, stacked, toy
 from ganforge.data.fetch import CachedFile, console, fetch_dataset
 from ganforge.data.idx import read_idx_pair
+from ganforge.data.prepared import Split, write_prepared
 from ganforge.data.registry import CIFAR10_TEST, CIFAR10_TRAIN, get_dataset
 from ganforge.errors import ConfigError
-from ganforge.io import atomic_dir, atomic_save_npz, atomic_write_json
-
-Split = tuple[np.ndarray, np.ndarray]  # images uint8 [N, C, H, W], labels int64 [N]
-
-
-def split_sha256(images: np.ndarray, labels: np.ndarray) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
-    h.update(labels.astype("<i8").tobytes())
-    return h.hexdigest()
 
 
 def _idx_splits(files: dict[str, CachedFile]) -> dict[str, Split]:
@@ -72,6 +63,19 @@ def _folder_splits(cfg: Download, seed: int) -> tuple[dict[str, Split], dict]:
     return splits, extra
 
 
+def _stacked_splits(cfg: Download, seed: int) -> tuple[dict[str, Split], dict]:
+    """Stacked MNIST from the verified MNIST files (fetched, or from the cache, under the name mnist)."""
+    files = fetch_dataset("mnist", get_dataset("mnist"), cfg)
+    splits = {}
+    for s, (x, y) in _idx_splits(files).items():
+        images, labels, _ = stacked.stack(x, y, len(x), seed, s)
+        splits[s] = (images, labels)
+    sources = ", ".join(sorted({f.source for f in files.values()}))
+    info = {"classes": list(stacked.CLASSES), "source": f"stacked from mnist ({sources}), base.seed {seed}",
+            "files": {f: {"sha256": c.sha256, "source": c.source} for f, c in sorted(files.items())}}
+    return splits, info
+
+
 def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -> dict:
     """Fetch (or read) dataset `name`, write the prepared splits to `out` atomically, return info.json.
 
@@ -80,6 +84,10 @@ def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -
     spec = get_dataset(name)
     if spec.kind == "folder":
         splits, info = _folder_splits(cfg, seed)
+    elif spec.kind == "toy2d":
+        splits, info = toy.toy_splits(name, seed)
+    elif spec.kind == "stacked":
+        splits, info = _stacked_splits(cfg, seed)
     else:
         files = fetch_dataset(name, spec, cfg)
         splits = _idx_splits(files) if spec.kind == "idx" else _cifar_splits(files, len(spec.classes))
@@ -88,17 +96,4 @@ def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -
         sources = [m for m in spec.mirrors if m in used] + sorted(used - set(spec.mirrors))
         info = {"classes": list(spec.classes), "source": ", ".join(sources),
                 "files": {f: {"sha256": c.sha256, "source": c.source} for f, c in sorted(files.items())}}
-    n_classes = len(info["classes"])
-    info.update(
-        name=name,
-        kind=spec.kind,
-        shape=list(splits["train"][0].shape[1:]),
-        counts={s: len(y) for s, (_, y) in splits.items()},
-        class_counts={s: np.bincount(y, minlength=n_classes).tolist() for s, (_, y) in splits.items()},
-        sha256={s: split_sha256(x, y) for s, (x, y) in splits.items()},
-    )
-    with atomic_dir(out) as tmp:
-        for s, (x, y) in splits.items():
-            atomic_save_npz(tmp / f"{s}.npz", images=x, labels=y)
-        atomic_write_json(tmp / "info.json", info)
-    return info
+    return write_prepared(out, splits, {**info, "name": name, "kind": spec.kind})

@@ -46,7 +46,7 @@ CIFAR10_TEST = ("test_batch",)
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["idx", "cifar10", "folder"]
+    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked"]
     classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
     files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
     sizes: dict[str, int] = Field(default_factory=dict)  # decoded file name -> its size in bytes
@@ -130,6 +130,12 @@ BUILTIN: dict[str, DatasetSpec] = {
         mirrors=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
     ),
     "folder": DatasetSpec(kind="folder"),
+    # 2-D Gaussian mixtures of the mode-collapse benchmarks, sampled from base.seed (data/toy.py: their
+    # modes are the classes)
+    "ring8": DatasetSpec(kind="toy2d"),
+    "grid25": DatasetSpec(kind="toy2d"),
+    # three MNIST digits as R, G, B (data/stacked.py): built from the mnist entry's files, 1000 modes
+    "stacked-mnist": DatasetSpec(kind="stacked"),
 }
 
 

@@ -17,6 +17,7 @@ import torch
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.io import atomic_save_npz
 from ganforge.metrics.classes import class_histogram, class_metrics
+from ganforge.metrics.conditional import conditional_metrics
 from ganforge.metrics.evaluator import Evaluator, FeatureSet, accuracy, extract, train_evaluator
 from ganforge.metrics.fid import feature_stats, fid_from_stats
 from ganforge.metrics.kid import kid
@@ -160,19 +161,31 @@ def load_evaluator_metrics(path: str | Path) -> dict:
 
 
 def evaluate_images(images: np.ndarray, net: Evaluator, ref: Reference, floor: dict, s: Settings,
-                    log: Callable[[str], None] | None = None) -> tuple[dict, list[tuple[int, float, float]]]:
-    """Generated uint8 images [M, C, H, W] -> (metrics with fid_ratio, class histogram rows).
+                    log: Callable[[str], None] | None = None, labels: np.ndarray | None = None,
+                    real_labels: np.ndarray | None = None,
+                    ) -> tuple[dict, list[tuple[int, float, float]], list[dict]]:
+    """Generated uint8 images [M, C, H, W] -> (metrics with fid_ratio, class histogram rows, per-class rows).
 
     floor: the evaluator's real-data floor (its metrics.json 'floor'); fid_ratio = fid / floor fid.
     Rows: (class, real share, generated share) for results/evaluate/class_hist.tsv.
+    labels: the classes a conditional generator was asked for (int [M]); with real_labels (the test split's
+    labels, the reference's order) adds conditional accuracy and intra-class FID (metrics/conditional.py)
+    and returns their per-class rows; else the per-class rows are empty.
     """
     fs = extract(net, images, torch.device(s.device))
     out = compute_metrics(ref, fs, s, log)
+    per_class: list[dict] = []
+    if labels is not None:
+        t0 = time.perf_counter()
+        cond, per_class = conditional_metrics(fs, labels, ref, real_labels)
+        out.update(cond)
+        if log:
+            log(f"conditional: {time.perf_counter() - t0:.1f} s")
     floor_fid = float(floor["fid"])
     out["fid_ratio"] = out["fid"] / floor_fid if floor_fid > 0 else float("inf")
     gen = class_histogram(fs.probs)
     rows = [(k, float(ref.class_hist[k]), float(gen[k])) for k in range(len(gen))]
-    return out, rows
+    return out, rows, per_class
 
 
 def in_training_evaluation(net: Evaluator, ref: Reference, s: Settings, seed: int

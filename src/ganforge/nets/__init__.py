@@ -2,8 +2,9 @@
 
 ARCHITECTURES maps a params.yaml name to the G and D classes, their weight init and the resolutions they
 support. A new architecture is one module plus one line here. Every G and D constructor takes the same
-keyword arguments (G: z_dim, channels, resolution, g_channels, spectral_norm; D: channels, resolution,
-d_channels, spectral_norm) and has config() returning them; the generator file stores that config and the
+keyword arguments (G: z_dim, channels, resolution, g_channels, spectral_norm, num_classes; D: channels,
+resolution, d_channels, spectral_norm, num_classes; num_classes 0 = unconditional, nets/conditional.py) and
+has config() returning them; the generator file stores that config and the
 architecture's name, so sample/evaluate/the MLflow model rebuild any G from the file alone.
 """
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from ganforge.errors import ConfigError
-from ganforge.nets import dcgan, resnet
+from ganforge.nets import dcgan, mlp, resnet
 from ganforge.nets.dcgan import Discriminator, Generator, init_dcgan_weights, net_plan
+from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator, init_mlp_weights
+from ganforge.nets.packing import input_channels, pack_input
 from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator, init_resnet_weights
 from ganforge.nets.store import GENERATOR_FORMAT, load_generator, save_generator
 
@@ -27,19 +30,32 @@ class Architecture:
     D: type[nn.Module]
     init: Callable[[nn.Module], None]  # in-place weight init, seeded by the caller's global RNG
     resolutions: tuple[int, ...]  # the data resolutions G and D are built for
+    data: str = "images"  # what they model: "images" (uint8 data) or "points" (the toy 2-D data sets)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "dcgan": Architecture(Generator, Discriminator, init_dcgan_weights, dcgan.RESOLUTIONS),
     "resnet": Architecture(ResNetGenerator, ResNetDiscriminator, init_resnet_weights, resnet.RESOLUTIONS),
+    "mlp": Architecture(MLPGenerator, MLPDiscriminator, init_mlp_weights, mlp.RESOLUTIONS, data="points"),
 }
 
 
+def architectures_for(data: str) -> tuple[str, ...]:
+    """The registry names of the architectures that model `data` ("images" or "points")."""
+    return tuple(name for name, arch in ARCHITECTURES.items() if arch.data == data)
+
+
 def get_architecture(name: str, resolution: int | None = None) -> Architecture:
-    """The registry entry `name`; with `resolution`, also checks that it supports that resolution."""
+    """The registry entry `name`; with `resolution`, also checks that it supports that resolution (1 =
+    2-D points, which only the point architectures model)."""
     if name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {name!r} (allowed: {', '.join(ARCHITECTURES)})")
     arch = ARCHITECTURES[name]
+    data = "points" if resolution == 1 else "images"
+    if resolution is not None and arch.data != data:
+        what = "2-D points (a toy data set)" if data == "points" else f"{resolution} px images"
+        raise ConfigError(f"architecture {name!r} models {arch.data}, but the data are {what}: use "
+                          f"{' or '.join(architectures_for(data))}")
     if resolution is not None and resolution not in arch.resolutions:
         raise ConfigError(f"architecture {name!r} does not support {resolution} px images "
                           f"(supported resolutions: {', '.join(map(str, arch.resolutions))})")
@@ -55,16 +71,20 @@ def architecture_name(G: nn.Module) -> str:
 
 
 def build_networks(architecture: str, *, z_dim: int, channels: int, resolution: int, g_channels: int,
-                   d_channels: int, g_spectral_norm: bool, d_spectral_norm: bool,
-                   ) -> tuple[nn.Module, nn.Module]:
+                   d_channels: int, g_spectral_norm: bool, d_spectral_norm: bool, num_classes: int = 0,
+                   d_inputs: int | None = None) -> tuple[nn.Module, nn.Module]:
     """(G, D) of `architecture`, initialised from the global torch RNG (seed it first), on the CPU.
 
     Order of the random draws, kept from the original loop so a seed gives the same DCGAN as before: G's and
-    D's constructors (default init, spectral norm's vectors), then G's init, then D's."""
+    D's constructors (default init, spectral norm's vectors), then G's init, then D's. num_classes > 0: a
+    class-conditional pair (conditional BatchNorm in G, projection D); 0 draws exactly what it drew before.
+    d_inputs: D's input channels when they are not G's output channels (PacGAN packing, minibatch stddev:
+    nets/packing.py); None = `channels`."""
     arch = get_architecture(architecture, resolution)
     G = arch.G(z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
-               spectral_norm=g_spectral_norm)
-    D = arch.D(channels=channels, resolution=resolution, d_channels=d_channels, spectral_norm=d_spectral_norm)
+               spectral_norm=g_spectral_norm, num_classes=num_classes)
+    D = arch.D(channels=d_inputs or channels, resolution=resolution, d_channels=d_channels,
+               spectral_norm=d_spectral_norm, num_classes=num_classes)
     arch.init(G)
     arch.init(D)
     return G, D
@@ -72,6 +92,8 @@ def build_networks(architecture: str, *, z_dim: int, channels: int, resolution: 
 
 __all__ = [
     "ARCHITECTURES",
+    "MLPDiscriminator",
+    "MLPGenerator",
     "GENERATOR_FORMAT",
     "Architecture",
     "Discriminator",
@@ -79,11 +101,15 @@ __all__ = [
     "ResNetDiscriminator",
     "ResNetGenerator",
     "architecture_name",
+    "architectures_for",
     "build_networks",
     "get_architecture",
     "init_dcgan_weights",
+    "init_mlp_weights",
     "init_resnet_weights",
+    "input_channels",
     "load_generator",
     "net_plan",
+    "pack_input",
     "save_generator",
 ]

@@ -4,6 +4,9 @@
 32 px (CIFAR-10) and other powers of two (folder data, 64 px by default): z -> 4x4, then log2(res/4)
 up-convolutions. D mirrors G. D has no BatchNorm (LeakyReLU 0.2 only) so that its output for one image
 never depends on the rest of the batch, which the gradient penalties (R1, GP) require.
+With num_classes > 0 both are class-conditional (nets/conditional.py): G's BatchNorms become conditional
+ones, D adds the projection <embed(y), phi(x)> on the features its last layer reads (the flattened
+[w, base, base] map: the last conv is a linear layer on it).
 Either network can be spectrally normalised (nets/spectral.py): `spectral_norm` is a constructor argument,
 so a generator file rebuilds the same parametrisation before loading the weights.
 """
@@ -16,6 +19,13 @@ import torch
 from torch import nn
 
 from ganforge.errors import ConfigError
+from ganforge.nets.conditional import (
+    ConditionalBatchNorm2d,
+    batch_norm,
+    check_labels,
+    projection,
+    run_layers,
+)
 from ganforge.nets.spectral import apply_spectral_norm, reset_spectral_norm, trainable_weight
 
 RESOLUTIONS = (8, 16, 28, 32, 64, 128, 256, 512, 1024)  # 28, or a power of two: 4x4 doubled n times
@@ -34,23 +44,25 @@ class Generator(nn.Module):
     def config(self) -> dict:
         """The constructor arguments: enough to rebuild this network from a file."""
         return {"z_dim": self.z_dim, "channels": self.channels, "resolution": self.resolution,
-                "g_channels": self.g_channels, "spectral_norm": self.spectral_norm}
+                "g_channels": self.g_channels, "spectral_norm": self.spectral_norm,
+                "num_classes": self.num_classes}
 
-    def __init__(self, z_dim: int, channels: int, resolution: int, g_channels: int, spectral_norm: bool):
+    def __init__(self, z_dim: int, channels: int, resolution: int, g_channels: int, spectral_norm: bool,
+                 num_classes: int = 0):  # 0: unconditional (files written before conditioning have none)
         super().__init__()
         base, n = net_plan(resolution)
         self.z_dim, self.channels, self.resolution, self.g_channels = z_dim, channels, resolution, g_channels
-        self.spectral_norm = spectral_norm
+        self.spectral_norm, self.num_classes = spectral_norm, num_classes
         width = g_channels * 2 ** (n - 1)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(z_dim, width, base, 1, 0, bias=False),  # [B, z, 1, 1] -> [B, w, base, base]
-            nn.BatchNorm2d(width),
+            batch_norm(width, num_classes),
             nn.ReLU(True),
         ]
         for _ in range(n - 1):
             layers += [
                 nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),  # doubles H and W
-                nn.BatchNorm2d(width // 2),
+                batch_norm(width // 2, num_classes),
                 nn.ReLU(True),
             ]
             width //= 2
@@ -59,22 +71,26 @@ class Generator(nn.Module):
         if spectral_norm:
             apply_spectral_norm(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # z: [B, z_dim] -> images in [-1, 1]: [B, C, R, R]
-        return self.net(z[:, :, None, None])
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # z: [B, z_dim] (, class labels y: int64 [B] when conditional) -> images in [-1, 1]: [B, C, R, R]
+        check_labels(y, self.num_classes, z.shape[0])
+        if y is None:
+            return self.net(z[:, :, None, None])
+        return run_layers(self.net, z[:, :, None, None], y)
 
 
 class Discriminator(nn.Module):
     def config(self) -> dict:
         """The constructor arguments."""
         return {"channels": self.channels, "resolution": self.resolution, "d_channels": self.d_channels,
-                "spectral_norm": self.spectral_norm}
+                "spectral_norm": self.spectral_norm, "num_classes": self.num_classes}
 
-    def __init__(self, channels: int, resolution: int, d_channels: int, spectral_norm: bool):
+    def __init__(self, channels: int, resolution: int, d_channels: int, spectral_norm: bool,
+                 num_classes: int = 0):
         super().__init__()
         base, n = net_plan(resolution)
         self.channels, self.resolution, self.d_channels = channels, resolution, d_channels
-        self.spectral_norm = spectral_norm
+        self.spectral_norm, self.num_classes = spectral_norm, num_classes
         width = d_channels
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for _ in range(n - 1):
@@ -82,12 +98,21 @@ class Discriminator(nn.Module):
             width *= 2
         layers += [nn.Conv2d(width, 1, base, 1, 0)]  # [B, w, base, base] -> [B, 1, 1, 1]
         self.net = nn.Sequential(*layers)
+        self.embed = projection(num_classes, width * base * base)  # None when unconditional
         if spectral_norm:
             apply_spectral_norm(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [B, C, R, R] in [-1, 1] -> logits [B] (no sigmoid: losses work on logits for stability)
-        return self.net(x).flatten()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """phi(x): the map the last layer reads, [B, w, base, base]."""
+        return self.net[:-1](x)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # x: [B, C, R, R] in [-1, 1] (, labels y [B]) -> logits [B] (no sigmoid: losses work on logits)
+        check_labels(y, self.num_classes, x.shape[0])
+        if y is None:
+            return self.net(x).flatten()
+        h = self.features(x)  # [B, w, base, base]
+        return self.net[-1](h).flatten() + (self.embed(y) * h.flatten(1)).sum(1)  # psi(phi) + <e(y), phi>
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
@@ -100,7 +125,10 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.normal_(trainable_weight(m), 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, ConditionalBatchNorm2d):  # the same draw for each class's gain
+            nn.init.normal_(m.gain, 1.0, 0.02)
             nn.init.zeros_(m.bias)
     reset_spectral_norm(module)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-SN_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+SN_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)  # Embedding: the projection D's
 POWER_ITERATIONS = 1  # per forward pass in train mode, as in Miyato et al.: u, v persist across steps
 
 

@@ -31,12 +31,17 @@ def registered_model_name(dataset: str) -> str:
 
 
 class GeneratorModel(mlflow.pyfunc.PythonModel):
-    """The generator as an MLflow pyfunc: request rows of (count, seed) -> uint8 images.
+    """The generator as an MLflow pyfunc: request rows of (count, seed[, class]) -> uint8 images.
 
     predict input: a DataFrame (or a dict / list of dicts) with one row per request:
       count    int >= 1   images to generate
       seed     int >= 0   image i of the row is drawn from z seeded with seed + i (ganforge.sampling), so
                           an image depends only on its seed (not on count, batching or the other rows)
+      class    optional, class-conditional generators only: one class index in [0, K) or a list of them;
+               image i of the row is of class[i mod len] (sampling.class_cycle, as the sample stage with
+               sample.classes); absent or null: every class in turn. Out of range or not a whole number:
+               an error, no images
+      classes  optional, the same as a list-valued class (one of the two per row)
     At most MAX_REQUEST_IMAGES images per request, all rows together.
     predict output: numpy uint8 [N, H, W, C] with N = sum of counts, rows in request order.
 
@@ -60,10 +65,15 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
 
         if not isinstance(model_input, pd.DataFrame):  # a dict is one request, a list of dicts several
             model_input = pd.DataFrame(model_input if isinstance(model_input, list) else [model_input])
-        out = [generate(self.G, count, seed=seed, batch_size=BATCH_SIZE).transpose(0, 2, 3, 1)
-               for count, seed in request_rows(model_input)]  # each uint8 [count, H, W, C]
+        from ganforge.sampling import class_cycle, class_names
+
+        names = class_names(self.G, self.meta) if self.G.num_classes else []
+        out = [generate(self.G, count, seed=seed, batch_size=BATCH_SIZE,
+                        labels=class_cycle(count, classes) if names else None).transpose(0, 2, 3, 1)
+               for count, seed, classes in request_rows(model_input, names)]  # each uint8 [count, H, W, C]
         shape = (self.G.resolution, self.G.resolution, self.G.channels)
-        return np.concatenate(out) if out else np.zeros((0, *shape), np.uint8)
+        dtype = np.float32 if getattr(self.G, "points", False) else np.uint8  # 2-D points: coordinates
+        return np.concatenate(out) if out else np.zeros((0, *shape), dtype)
 
 
 def _whole_number(value, what: str, row: int) -> int:
@@ -74,8 +84,17 @@ def _whole_number(value, what: str, row: int) -> int:
     return int(value)
 
 
-def request_rows(df: pd.DataFrame) -> list[tuple[int, int]]:
-    """Validate a request table; returns [(count, seed)] (GanforgeError on bad input)."""
+def _class_field(value) -> object | None:
+    """A row's class: None when absent (NaN or None in a column other rows fill), else as given."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def request_rows(df: pd.DataFrame, names: list[str] | None = None) -> list[tuple[int, int, list[int]]]:
+    """Validate a request table; returns [(count, seed, class indices)] (GanforgeError on bad input).
+    names: the classes of a conditional generator (empty or None: unconditional, which takes no class);
+    a row without a class gets every class."""
     missing = {"count", "seed"} - set(df.columns)
     if missing:
         raise GanforgeError(f"request needs columns count and seed (missing: {', '.join(sorted(missing))})")
@@ -85,8 +104,18 @@ def request_rows(df: pd.DataFrame) -> list[tuple[int, int]]:
         if count < 1 or seed < 0:
             raise GanforgeError(f"request row {i}: need count >= 1 and seed >= 0, got count={count}, "
                                 f"seed={seed}")
-        rows.append((count, seed))
-    total = sum(count for count, _ in rows)
+        wanted, alias = _class_field(r.get("class")), _class_field(r.get("classes"))
+        if wanted is not None and alias is not None:
+            raise GanforgeError(f"request row {i}: give class or classes, not both")
+        wanted = alias if wanted is None else wanted
+        if wanted is None:
+            classes = list(range(len(names or [])))
+        else:
+            from ganforge.sampling import resolve_classes
+
+            classes = resolve_classes(wanted, list(names or []), f"request row {i}: class", by_name=False)
+        rows.append((count, seed, classes))
+    total = sum(count for count, _, _ in rows)
     if total > MAX_REQUEST_IMAGES:
         raise GanforgeError(f"a request may ask for at most {MAX_REQUEST_IMAGES} images in all rows "
                             f"together, got {total}: split it into several requests")
@@ -105,6 +134,7 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     import torch
     from mlflow.models import Model, ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import AnyType, Array
 
     import ganforge
     from ganforge.nets import load_generator
@@ -115,8 +145,15 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     # the logged model belongs to the run's experiment (mlflow otherwise picks the global/default one)
     mlflow.set_experiment(experiment_id=run.client.get_run(run.run_id).info.experiment_id)
     signature = ModelSignature(
-        inputs=Schema([ColSpec("long", "count"), ColSpec("long", "seed")]),
-        outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, G.resolution, G.resolution, G.channels))]),
+        # class: an int or a list of ints (conditional generators), checked by request_rows. The Array
+        # column also makes mlflow read a dict as ONE request row: without one it would spread a dict whose
+        # class is a list over one row per class, each with the whole count
+        inputs=Schema([ColSpec("long", "count"), ColSpec("long", "seed"),
+                       ColSpec(AnyType(), "class", required=False),
+                       ColSpec(Array("long"), "classes", required=False)]),
+        # a generator of 2-D points (the MLP) answers float32 coordinates [N, 1, 1, 2]
+        outputs=Schema([TensorSpec(np.dtype(np.float32 if getattr(G, "points", False) else np.uint8),
+                                   (-1, G.resolution, G.resolution, G.channels))]),
     )
     name = registered_model_name(dataset)
     # no per-file download bars in stage logs; the cloudpickle warning is about python_model.pkl, which
@@ -144,6 +181,10 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     description = (f"ganforge generator trained on {dataset}. predict rows of count (int >= 1) and seed "
                    f"(int >= 0); image i of a row comes from seed + i; at most {MAX_REQUEST_IMAGES} images "
                    "per request; returns uint8 [N, H, W, C].")
+    if G.num_classes:
+        description += (f" Class-conditional ({G.num_classes} classes: "
+                        f"{', '.join(meta.get('classes', []))}): a row may add class, an index or a list of "
+                        "them (image i of the row is of class[i mod len]).")
     run.client.update_model_version(name, str(version), description=description)
     tags = {"run_id": run.run_id, "dataset": dataset, **{f"meta.{k}": v for k, v in meta.items()}}
     for k, v in tags.items():

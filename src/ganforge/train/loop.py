@@ -23,22 +23,31 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ganforge.augment import DiffAugment
-from ganforge.errors import GanforgeError
+from ganforge.errors import ConfigError, GanforgeError
 from ganforge.losses import make_loss, make_regularizer
 from ganforge.nets import build_networks
+from ganforge.nets.conditional import FAKE_LABELS
+from ganforge.nets.packing import check_batch, input_channels, pack_input
+from ganforge.plane import extent_of, plane_picture, surface
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.checkpoint import rng_states, save_checkpoint, set_rng_states
+from ganforge.train.distributed import World
 from ganforge.train.ema import make_ema, update_ema
 from ganforge.train.fast import FastPath
+from ganforge.train.fast import log as fast_log
 
 # The arguments that determine the training trajectory: a checkpoint is resumed only when all of them
-# match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals.
+# match. kimg is not one of them (a longer run continues a shorter one), nor are the report intervals, nor
+# the number of processes (every rank draws the same global batches: a checkpoint resumes on any number).
 TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_norm", "loss", "reg",
                    "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
                    "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
-                   "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast")
+                   "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast", "conditional",
+                   "fake_labels", "pack", "mbstd_group")
 LOSS_STATS = ("loss_d", "loss_g")  # then the loss object's stats: summed on the device, averaged per report
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
+PLANE_POINTS = 1024  # 2-D data: real and fixed-z points of each plane picture (instead of the grid)
+PLANE_PIXELS = 256  # its side
 
 
 def code_fingerprint() -> str:
@@ -91,7 +100,10 @@ class TrainResult:
 
 
 def train(
-    x_train: np.ndarray,  # uint8 [N, C, H, W]: the prepared train split (H = W = 28, or a power of two)
+    x_train: np.ndarray,  # uint8 [N, C, H, W]: the prepared train split (H = W = 28, or a power of two);
+                          # or float32 [N, 2, 1, 1]: 2-D points (the toy data sets, used as they are)
+    y_train: np.ndarray | None = None,  # int64 [N]: its labels (needed when conditional)
+    num_classes: int = 0,  # K: the dataset's classes (info.json), needed when conditional
     *,
     seed: int,  # master seed: init, batches, z, augmentation and the fixed grid z all derive from it
     data_hash: str,  # content hash of the data set: a checkpoint resumes only on the same data
@@ -114,6 +126,8 @@ def train(
     beta1_d: float,
     beta2_d: float,
     d_steps: int,  # D steps per G step (n_critic); each draws its own real batch and z
+    pack: int,  # PacGAN: D judges packs of this many samples concatenated along channels (1 = off)
+    mbstd_group: int,  # minibatch-stddev feature on D's input over groups of this many packs (0 = off)
     lr_decay: str,  # none | linear: both learning rates fall linearly to 0 over the run
     kimg: float,  # length: thousands of real images shown to D (steps = ceil(kimg * 1000 / (batch_size *
                   # d_steps)); a step is one G step)
@@ -123,6 +137,8 @@ def train(
     eval_n: int,  # images each evaluation draws (recorded: a checkpoint's best FID used this many)
     device: str | torch.device,  # a resolved device (ganforge.device.resolve_device)
     fast: str,  # auto: bf16 + CUDA graph on CUDA, bf16 autocast on bf16 CPUs (fast.py); off: plain fp32
+    conditional: bool,  # class-conditional G and projection D (nets/conditional.py), trained on the labels
+    fake_labels: str,  # the classes asked of G while training: uniform | histogram (the train split's shares)
     log_every: int,  # steps between stats reports (each one host sync)
     image_every: int,  # steps between fixed-z grids
     ckpt_every: int,  # steps between checkpoints
@@ -136,14 +152,30 @@ def train(
     stop: Callable[[], str | None] | None = None,  # polled after each step; a signal name = checkpoint
                                                    # that step and raise Stopped (cli.GracefulStop)
     progress: bool = True,  # show a rich progress bar
+    world: World | None = None,  # this process among several (train/distributed.py); None = the only one.
+                                 # Every rank calls train(); only rank 0 is given log, log_grid, evaluate.
 ) -> TrainResult:
     config = trajectory_config(locals())
-    dev = torch.device(device)
-    if x_train.dtype != np.uint8 or x_train.ndim != 4 or len(x_train) == 0:
-        raise GanforgeError(f"training data must be uint8 [N, C, H, W], got {x_train.dtype} {x_train.shape}")
-    if eval_every and evaluate is None:
+    world = world or World(device=torch.device(device))
+    dev = world.device if world.size > 1 else torch.device(device)
+    rows = world.batch_slice(batch_size)  # this rank's rows of each global batch (all of them in one process)
+    points = x_train.dtype == np.float32 and x_train.shape[1:] == (2, 1, 1)  # toy 2-D data
+    if not (x_train.dtype == np.uint8 or points) or x_train.ndim != 4 or len(x_train) == 0:
+        raise GanforgeError(f"training data must be uint8 [N, C, H, W] or float32 points [N, 2, 1, 1], got "
+                            f"{x_train.dtype} {x_train.shape}")
+    check_batch(batch_size // world.size, pack, mbstd_group)  # D packs each rank's share of the batch
+    if eval_every and evaluate is None and world.main:
         raise GanforgeError("internal: eval_every is set but no evaluate function was given")
     n_data, channels, resolution, _ = x_train.shape
+    if conditional and (y_train is None or len(y_train) != n_data or num_classes < 2):
+        raise GanforgeError("train.conditional needs labelled data with at least 2 classes; this dataset has "
+                            f"{num_classes} (a flat image folder has one: arrange it in class sub-folders)")
+    if fake_labels not in FAKE_LABELS:
+        raise GanforgeError(f"train.fake_labels: unknown {fake_labels!r} (allowed: {', '.join(FAKE_LABELS)})")
+    K = num_classes if conditional else 0  # 0: unconditional networks, the same draws as before
+    if K and pack > 1:  # a pack mixes samples of different classes: no one label to project
+        raise ConfigError("train.pack: PacGAN packing does not combine with train.conditional (a pack of "
+                          "samples has no single class for the projection D); set train.pack: 1")
     img_per_step = batch_size * d_steps  # real images D sees per (G) step
     steps_total = math.ceil(kimg * 1000 / img_per_step)
 
@@ -151,11 +183,15 @@ def train(
     torch.manual_seed(stream_seed(seed, "init"))
     G, D = build_networks(arch, z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
                           d_channels=d_channels, g_spectral_norm=g_spectral_norm,
-                          d_spectral_norm=d_spectral_norm)
+                          d_spectral_norm=d_spectral_norm, num_classes=K,
+                          d_inputs=input_channels(channels, pack, mbstd_group))  # PacGAN, minibatch stddev
     G, D = G.to(dev).train(), D.to(dev).train()
     fast_path = FastPath.choose(fast, dev)  # enabled on CUDA with fast == "auto"; else changes nothing
     fast_path.prepare(G, D)  # channels_last on the fast path and the CPU (before G_ema copies G's layout)
     G_ema = make_ema(G) if ema_enabled else None
+    # Several processes: DDP averages the gradients of the wrapped nets over the ranks (itself with one).
+    # G_ema, the grids and the checkpoints use the plain modules, whose weights are the same on every rank.
+    G_ddp, D_ddp = world.wrap(G), world.wrap(D)
     opt_G = torch.optim.Adam(G.parameters(), lr=lr_g, betas=(beta1_g, beta2_g), **fast_path.adam_options)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr_d, betas=(beta1_d, beta2_d), **fast_path.adam_options)
     loss_fn = make_loss(loss)
@@ -165,15 +201,46 @@ def train(
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
-    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, name))
-                  for name in ("data", "z", "augment", "reg")}  # every draw of a step, checkpointed
-    fixed_z = torch.randn(GRID_SIZE**2, z_dim, generator=torch.Generator().manual_seed(
-        stream_seed(seed, "fixed_z"))).to(dev)  # [64, z_dim], the same on every device
+    # Every draw of a step, checkpointed. data, z and labels (G's classes) are the same streams on every
+    # rank (each draws the global batch and keeps its rows); augment and reg are per rank (rank 0's is the
+    # one-process stream).
+    def rank_stream(name: str, rank: int = world.rank) -> str:
+        return name if rank == 0 or name in ("data", "z", "labels") else f"{name}/rank{rank}"
 
-    def D_seen(x: torch.Tensor) -> torch.Tensor:
+    streams = ("data", "z", "augment", "reg", *(("labels",) if K else ()))
+    generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, rank_stream(name)))
+                  for name in streams}
+    fixed_z = torch.randn(PLANE_POINTS if points else GRID_SIZE**2, z_dim, generator=torch.Generator(
+        ).manual_seed(stream_seed(seed, "fixed_z"))).to(dev)  # [64 (points: 1024), z_dim], on every device
+
+    if K:
+        labels = torch.as_tensor(np.asarray(y_train, dtype=np.int64)).to(dev)  # int64 [N]
+        shares = (torch.bincount(labels.cpu(), minlength=K).double() if fake_labels == "histogram"
+                  else torch.ones(K, dtype=torch.float64))
+        label_cdf = (shares.cumsum(0) / shares.sum()).float().to(dev)  # [K]: inverse-CDF draws, graph-safe
+    # Conditional D needs each batch's labels, but the losses call D(x) with images only (they stay label-
+    # agnostic, like the regularisers). So the batches of a step are registered by their storage: x_real
+    # and x_fake (and their .detach() views, which share it) find their own labels. Anything else D sees is
+    # a regulariser's input built from the real batch (R1: x_real itself; GP: real-fake interpolates, which
+    # take the real labels, as conditional WGAN-GP does).
+    batch_labels: dict[int | str, torch.Tensor] = {}
+
+    def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
-        policy first, in both phases, so D never sees an unaugmented image it could tell apart."""
-        return D(x if aug.identity else aug(x, generators["augment"]))
+        policy first, in both phases, so D never sees an unaugmented image it could tell apart; then packs
+        them (PacGAN) and appends the minibatch stddev (nets/packing.py) when asked."""
+
+        def seen(x: torch.Tensor) -> torch.Tensor:
+            x_seen = pack_input(x if aug.identity else aug(x, generators["augment"]), pack, mbstd_group)
+            if not K:
+                return net(x_seen)
+            return net(x_seen, batch_labels.get(x.untyped_storage().data_ptr(), batch_labels["real"]))
+
+        return seen
+
+    D_seen = seen_by(D_ddp)  # the D phase: D's gradients are averaged over the ranks
+    # G phase: D is frozen, so the plain module (its DDP wrapper would wait for D gradients that never come)
+    D_frozen = seen_by(D)
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
@@ -182,21 +249,42 @@ def train(
     first_bad = torch.tensor([-1.0, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
     weights = [*G.parameters(), *D.parameters()]
 
-    def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor]:
-        # i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host
-        idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])  # [B]
-        x_real = data[idx].float().div_(127.5).sub_(1)  # uint8 [B, C, H, W] -> float in [-1, 1]
-        z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])  # [B, z_dim]
-        return x_real, z
+    def real_batch_and_z() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(x_real, z, the classes asked of G or None); conditional: registers the batches' labels.
+
+        i.i.d. minibatches (with replacement): static shapes, no epoch bookkeeping on the host. Every rank
+        draws the global batch and keeps its rows b = B / world_size: the same images, z and classes per
+        step whatever the number of processes."""
+        idx = torch.randint(n_data, (batch_size,), device=dev, generator=generators["data"])[rows]  # [b]
+        x_real = data[idx]  # [b, C, H, W]
+        if not points:
+            x_real = x_real.float().div_(127.5).sub_(1)  # uint8 -> float in [-1, 1]
+        z = torch.randn(batch_size, z_dim, device=dev, generator=generators["z"])[rows]  # [b, z_dim]
+        if not K:
+            return x_real, z, None
+        u = torch.rand(batch_size, device=dev, generator=generators["labels"])[rows]  # [b]
+        y_fake = torch.searchsorted(label_cdf, u, right=True).clamp_(max=K - 1)  # [b] int64
+        batch_labels.clear()
+        batch_labels["real"] = batch_labels[x_real.untyped_storage().data_ptr()] = labels[idx]  # drawn with x
+        return x_real, z, y_fake
+
+    def G_asked(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """G(z), or G(z, y) when conditional (through DDP when there are several processes); the images'
+        labels are registered for D_seen."""
+        if y is None:
+            return G_ddp(z)
+        x = G_ddp(z, y)
+        batch_labels[x.untyped_storage().data_ptr()] = y
+        return x
 
     def train_step(regularize: bool) -> None:
         # D phase, d_steps times: descend L_d (+ the penalty) on real and detached fake images. The last D
         # step's G forward is kept with its graph: it serves the G phase too (one G forward fewer).
         for i in range(d_steps):
-            x_real, z = real_batch_and_z()
+            x_real, z, y_fake = real_batch_and_z()
             last = i == d_steps - 1
             with fast_path.autocast(), torch.set_grad_enabled(last):  # bf16 on the fast path; else no-op
-                x_fake = G(z)  # [B, C, H, W]; only the last one needs its graph (the G phase uses it)
+                x_fake = G_asked(z, y_fake)  # [b, C, H, W]; only the last one needs its graph (G phase)
             with fast_path.autocast():
                 loss_d, d_stats = loss_fn.d_loss(D_seen, x_real, x_fake.detach())
             if regularize and last:  # a penalty needs a double backward: fp32, outside autocast
@@ -209,7 +297,7 @@ def train(
         # G phase: through the updated D; D is frozen so this backward computes no D gradients.
         D.requires_grad_(False)
         with fast_path.autocast():
-            loss_g, g_stats = loss_fn.g_loss(D_seen, x_fake)
+            loss_g, g_stats = loss_fn.g_loss(D_frozen, x_fake)
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()
@@ -236,9 +324,13 @@ def train(
     # (reg_every > 1) makes two kinds of step: the plain one is graphed, the regularised one runs eagerly on
     # the same tensors. A learning-rate schedule changes a value a graph would have baked in: all eager.
     # ("none" is applied every step too: it adds an exact zero, which changes no bit of the trajectory)
+    # Several processes: no graph (DDP's all-reduce runs eagerly here); bf16, channels_last, fused Adam kept.
     lazy = regularizer.every > 1
-    plain_step = fast_path.step(lambda: train_step(regularize=not lazy),
-                                generators.values(), (G, D)) if lr_decay == "none" else None
+    if fast_path.enabled and world.size > 1 and world.main:
+        fast_log.warning("fast path: no CUDA graph with %d processes (DDP); training eagerly (bf16, "
+                         "channels_last and fused Adam kept)", world.size)
+    plain_step = fast_path.step(lambda: train_step(regularize=not lazy), generators.values(),
+                                (G, D)) if lr_decay == "none" and world.size == 1 else None
 
     def step_fn(step: int) -> None:
         regularize = step % regularizer.every == 0
@@ -254,9 +346,27 @@ def train(
     @torch.no_grad()
     def fixed_z_grid() -> np.ndarray:
         net = G_ema if G_ema is not None else G.eval()
-        x = net(fixed_z)  # [64, C, H, W] in [-1, 1]; eval mode: BatchNorm running stats, as sampling uses
+        if K:  # one row per class, the same GRID_SIZE z in every row: what changes down a column is the class
+            y = torch.arange(K, device=dev).repeat_interleave(GRID_SIZE)  # [K * 8]
+            x = net(fixed_z[:GRID_SIZE].repeat(K, 1), y)  # [K * 8, C, H, W]
+        else:
+            x = net(fixed_z)  # [64, C, H, W] in [-1, 1]; eval mode: BatchNorm running stats, as sampling uses
         G.train()
+        if points:  # the GAN-Lab picture: D's surface, real points, the fixed-z points of G_ema
+            D.eval()  # eval: spectral norm must not run a power iteration (it would change the trajectory)
+            scores = surface(D_of_point, extent, PLANE_PIXELS, dev)
+            D.train()
+            return plane_picture(x_train[:PLANE_POINTS], x.cpu().numpy(), extent, PLANE_PIXELS, scores)
         return make_grid(to_uint8(x).cpu().numpy(), nrow=GRID_SIZE)  # uint8 [H', W'] or [H', W', C]
+
+    extent = extent_of(x_train[:PLANE_POINTS]) if points else 0.0  # the plane the pictures show
+
+    def D_of_point(xy: torch.Tensor) -> torch.Tensor:
+        """D's score of each point [N, 2] -> [N]. Packed, D judges a pack of `pack` copies of the point
+        (in a stddev group of identical packs): the surface is what D says of a pack at that point."""
+        copies = pack * max(mbstd_group, 1)
+        x = xy[:, :, None, None].repeat_interleave(copies, dim=0)  # [N * copies, 2, 1, 1]
+        return D(pack_input(x, pack, mbstd_group))[:: max(mbstd_group, 1)]  # one score per point
 
     def checkpoint_state(step: int) -> dict:
         def cpu(sd):  # plain CPU tensors: the file loads on any machine
@@ -267,7 +377,7 @@ def train(
                 "G_ema": cpu(G_ema.state_dict()) if G_ema is not None else None,
                 "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
                 "loop": {"step_t": step_t.cpu(), "sums": sums.cpu()},
-                "rng": rng_states(generators), "evals": evals, "best": best}
+                "rng": rng_states(generators), "evals": evals, "best": best, "world_size": world.size}
 
     start_step, history, evals, best = 0, [], [], None
     if resume is not None:
@@ -283,13 +393,16 @@ def train(
         opt_D.load_state_dict(resume["opt_D"])
         step_t.copy_(resume["loop"]["step_t"])
         sums.copy_(resume["loop"]["sums"])
-        set_rng_states(resume["rng"], generators)
+        set_rng_states(resume["rng"], generators)  # rank 0's streams (data and z are every rank's)
+        for name in ("augment", "reg"):  # the other ranks' own streams: fresh ones from the seed, rank, step
+            if rank_stream(name) != name:
+                generators[name].manual_seed(stream_seed(seed, f"{rank_stream(name)}/step{start_step}"))
         if start_step > steps_total:
             raise GanforgeError(f"the checkpoint is at step {start_step}, beyond this run's {steps_total} "
                                 f"steps (kimg={kimg}); delete {checkpoint_path} to train a shorter run")
 
     def check_finite() -> None:
-        bad_step, bad_d, bad_g, weight_sum = first_bad.tolist()  # note: a host sync point
+        bad_step, bad_d, bad_g, weight_sum = world.earliest_bad(first_bad).tolist()  # note: a host sync point
         if bad_step >= 0:
             what = ("is not finite" if not math.isfinite(bad_d + bad_g) else
                     f"but its update made the weights non-finite (sum {weight_sum})")
@@ -308,12 +421,15 @@ def train(
             bar.advance(task)
             stopping = stop() if stop is not None else None  # a signal arrived: checkpoint this step, end
             last = step == steps_total
+            if world.size > 1:  # all ranks stop at one step: they agree at each report (a sync point anyway)
+                stopping = world.agree_on_stop(stopping) if step % log_every == 0 or last else None
             at_log, at_image = step % log_every == 0 or last, step % image_every == 0 or last
             at_ckpt = checkpoint_path is not None and (step % ckpt_every == 0 or last or stopping is not None)
             at_eval = bool(eval_every) and (step % eval_every == 0 or last)
             if not (at_log or at_image or at_ckpt or at_eval or stopping):
                 continue
             check_finite()  # before anything is reported or saved: a checkpoint never holds diverged weights
+            world.average_(sums)  # the mean over the ranks of their sums (the step count stays the same)
             row = None
             if at_log:
                 means = (sums[:-1] / sums[-1]).tolist()  # host sync
@@ -324,7 +440,7 @@ def train(
                 history.append(row)
                 bar.update(task, info=f"kimg {row['kimg']:.1f}  loss_d {row['loss_d']:.3f}  "
                                       f"loss_g {row['loss_g']:.3f}  {img_per_s:.0f} img/s")
-            if at_eval:  # between steps, eagerly: never inside a captured step
+            if at_eval and world.main:  # between steps, eagerly: never inside a captured step
                 G_eval = G_ema if G_ema is not None else G
                 result = {"step": step, "kimg": step * img_per_step / 1000, **evaluate(G_eval, eval_n)}
                 G.train()  # evaluate() puts the network in eval mode (G_ema lives there anyway)
@@ -332,8 +448,8 @@ def train(
                 if best is None or result["fid"] < best["fid"]:  # the snapshot to keep (a late collapse
                     best = {"step": step, "kimg": result["kimg"], "fid": result["fid"],  # cannot undo it)
                             "G": {k: v.detach().cpu().clone() for k, v in G_eval.state_dict().items()}}
-            if at_ckpt:  # before reporting: the checkpoint's history holds this row, so a report lost to a
-                save_checkpoint(checkpoint_path, checkpoint_state(step))  # crash can be sent on resume
+            if at_ckpt and world.main:  # before reporting: the checkpoint's history holds this row, so a
+                save_checkpoint(checkpoint_path, checkpoint_state(step))  # report lost to a crash is resent
             if row is not None and log is not None:
                 log(step, {k: v for k, v in row.items() if k != "step"})
             if at_eval and log is not None:

@@ -1,0 +1,68 @@
+"""The mode-collapse table: toy 2-D mixtures and Stacked MNIST, plain GAN against the mitigations.
+
+    .venv/bin/python bench/modes.py --only ring8-ns --only ring8-pack4     # these rows
+    .venv/bin/python bench/modes.py --table-only                            # rebuild the table from MLflow
+
+Each row is `dvc exp run --temp -n <name> -S ...` (download -> evaluator -> train -> sample -> evaluate in a
+copy of the workspace, into the workspace's MLflow store), so the command beside a row reproduces it. The
+table (bench/modes.md) takes modes covered, the high-quality share and the mode KL from the evaluate stage
+and the training's wall-clock from its MLflow run. Run one at a time, with OMP_NUM_THREADS=1 on a shared
+machine.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipes import bench_app, latest_runs  # noqa: E402  (bench/ is not a package)
+
+ROOT = Path(__file__).resolve().parents[1]
+# The 2-D networks of Metz et al. 2017 (appendix A): MLP G (2 x 128) and D (1 x 128), z of 256, batch 512,
+# Adam (0.5, 0.999); at a CPU budget lr 1e-3 falling linearly to 0 (the paper's 1e-4 barely moves in 5,000
+# steps); 2,500 samples judged (VEEGAN/PacGAN's count), a mode needing 20 of them.
+TOY = ["train.arch=mlp", "train.z_dim=256", "train.g_channels=128", "train.d_channels=128",
+       "train.batch_size=512", "train.g.lr=0.001", "train.d.lr=0.001", "train.lr_decay=linear",
+       "train.ema.enabled=false", "train.log_every=100", "train.image_every=500", "train.ckpt_every=1000",
+       "evaluate.n=2500", "evaluate.modes.min_count=20"]
+RING8 = ["base.dataset=ring8", *TOY, "train.kimg=5120"]  # 10,000 steps of 512
+GRID25 = ["base.dataset=grid25", *TOY, "train.kimg=5120"]  # 10,000 steps of 512
+# Stacked MNIST: the seed DCGAN at a CPU budget; 26,000 samples as PacGAN, a mode needing one of them
+STACKED = ["base.dataset=stacked-mnist", "evaluator.epochs=2", "evaluate.n=26000",
+           "evaluate.modes.min_count=1", "train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
+           "train.kimg=50"]
+RECIPES: dict[str, list[str]] = {
+    "ring8-ns": RING8,
+    "ring8-pack4": [*RING8, "train.pack=4"],
+    "ring8-mbstd": [*RING8, "train.mbstd_group=4"],
+    "grid25-ns": GRID25,
+    "grid25-pack4": [*GRID25, "train.pack=4"],
+    "grid25-mbstd": [*GRID25, "train.mbstd_group=4"],
+    "stacked-dcgan": STACKED,
+    "stacked-dcgan-pack2": [*STACKED, "train.pack=2"],
+}
+
+
+def command(name: str) -> list[str]:
+    return ["dvc", "exp", "run", "--temp", "-n", name, *[a for kv in RECIPES[name] for a in ("-S", kv)]]
+
+
+def table(names: list[str]) -> str:
+    """Markdown rows for the named recipes, from the runs in the workspace's MLflow store."""
+    rows = ["| recipe | modes covered | high quality | mode KL | samples (min count) | budget | "
+            "train wall-clock | command |", "|---|---|---|---|---|---|---|---|"]
+    for name, r, minutes in latest_runs(names):
+        m, p = r.data.metrics, r.data.params
+        hq = f"{m['high_quality']:.1%}" if "high_quality" in m else "-"
+        steps = float(p["train.kimg"]) * 1000 / int(p["train.batch_size"])
+        rows.append(f"| {name} | {m.get('modes_covered', float('nan')):.0f}/{m.get('modes_total', 0):.0f} | "
+                    f"{hq} | {m.get('mode_kl', float('nan')):.3f} | {m.get('n', 0):.0f} "
+                    f"({m.get('mode_min_count', 0):.0f}) | {p['train.kimg']} kimg ({steps:.0f} steps of "
+                    f"{p['train.batch_size']}) | {minutes:.1f} min | "
+                    f"`dvc exp run {' '.join(f'-S {kv}' for kv in RECIPES[name])}` |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    bench_app(RECIPES, command, table, ROOT / "bench" / "modes.md", __doc__)()

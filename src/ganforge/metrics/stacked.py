@@ -1,0 +1,58 @@
+"""Mode counting on Stacked MNIST (data/stacked.py) with the MNIST judge, as in VEEGAN and PacGAN.
+
+The evaluator stage trains the usual CNN judge (metrics/evaluator.py) on MNIST digits: the R, G and B
+channels of the stacked training images, unstacked. A sample's mode is then 100 r + 10 g + b of the digits
+the judge reads in its three channels; the metrics are those of metrics/modes.py over the 1000 modes:
+modes covered (at least evaluate.modes.min_count samples: the papers count a mode with one sample, so use
+min_count 1 to compare with them) and the KL of the mode histogram from uniform, over evaluate.n samples
+(PacGAN and VEEGAN use 26,000). Every sample has a mode here, so there is no high-quality share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ganforge.data.stacked import MODES, modes_of_digits, unstack
+from ganforge.errors import GanforgeError
+from ganforge.metrics.evaluator import Evaluator, accuracy, extract, train_evaluator
+from ganforge.metrics.modes import mode_histogram, mode_metrics
+
+
+def stacked_modes(net: Evaluator, images: np.ndarray, device: torch.device | str) -> np.ndarray:
+    """uint8 images [N, 3, 28, 28] -> their modes int64 [N] as the MNIST judge reads their channels."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise GanforgeError(f"Stacked MNIST samples must be [N, 3, 28, 28], got {list(images.shape)}")
+    digits, _ = unstack(images, np.zeros(len(images), np.int64))
+    return modes_of_digits(extract(net, digits, device).probs.argmax(axis=1))
+
+
+def stacked_metrics(modes: np.ndarray, min_count: int) -> dict:
+    """mode_metrics over the 1000 modes, without the high-quality share (every sample has a mode)."""
+    m = mode_metrics(modes, MODES, min_count)
+    del m["high_quality"]
+    return m
+
+
+def stacked_judge(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, *,
+                  feature_dim: int, epochs: int, batch_size: int, lr: float, seed: int,
+                  device: torch.device | str, floor_n: int, min_count: int, progress: bool
+                  ) -> tuple[Evaluator, dict, np.ndarray]:
+    """The evaluator stage's work for Stacked MNIST: (the MNIST judge trained on the unstacked digits,
+    metrics.json: its digit accuracy on the unstacked test split, the test split's and the floor's mode
+    metrics, and the test split's mode shares [1000]). The floor: the first floor_n real train images."""
+    if floor_n > len(x_train):
+        raise GanforgeError(f"evaluate.n is {floor_n} but the train split holds only {len(x_train)} images")
+    digits, digit_labels = unstack(x_train, y_train)
+    net = train_evaluator(digits, digit_labels, num_classes=10, feature_dim=feature_dim, epochs=epochs,
+                          batch_size=batch_size, lr=lr, seed=seed, device=torch.device(device),
+                          progress=progress)
+    test_digits, test_digit_labels = unstack(x_test, y_test)
+    test_modes = stacked_modes(net, x_test, device)
+    metrics = {"judge": "stacked-mnist",
+               "accuracy": accuracy(extract(net, test_digits, device), test_digit_labels),
+               "test_n": len(x_test), "test_mode_accuracy": float((test_modes == y_test).mean()),
+               "test": stacked_metrics(test_modes, min_count),
+               "floor": stacked_metrics(stacked_modes(net, x_train[:floor_n], device), min_count)}
+    counts = mode_histogram(test_modes, MODES)
+    return net, metrics, counts / max(counts.sum(), 1)

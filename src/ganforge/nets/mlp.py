@@ -1,0 +1,101 @@
+"""MLP generator and discriminator for 2-D points (the toy mode-collapse data sets, data/toy.py).
+
+Follows the 2-D mixture setup of Metz et al. 2017 ("Unrolled generative adversarial networks", appendix A):
+G is a fully connected net with 2 hidden ReLU layers of 128 units and a linear output of 2 coordinates;
+D has 1 hidden ReLU layer of 128 units and a linear output (a logit); z is 256-dimensional. The widths come
+from train.g_channels / train.d_channels (128 in the paper) and z from train.z_dim (256), so the paper's
+setting is a params choice; the depths are the paper's.
+
+Points travel as float32 [B, 2, 1, 1] (2 channels of a 1x1 image, see data/toy.py), so the networks take
+the registry's usual arguments: `channels` is the point's dimension (D: times the PacGAN packing, plus one
+for the minibatch-stddev feature) and `resolution` must be 1. G's output is unbounded (no tanh): the modes
+of grid25 lie at +-4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganforge.errors import ConfigError
+from ganforge.nets.conditional import check_labels
+from ganforge.nets.spectral import apply_spectral_norm, reset_spectral_norm
+
+RESOLUTIONS = (1,)  # points: a 1x1 "image" of `channels` coordinates
+G_HIDDEN_LAYERS = 2  # Metz et al. 2017, appendix A
+D_HIDDEN_LAYERS = 1
+
+
+def _mlp(inputs: int, width: int, hidden: int, outputs: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(hidden):
+        layers += [nn.Linear(inputs if i == 0 else width, width), nn.ReLU(True)]
+    layers.append(nn.Linear(width if hidden else inputs, outputs))
+    return nn.Sequential(*layers)
+
+
+def _check_resolution(resolution: int) -> None:
+    if resolution not in RESOLUTIONS:
+        raise ConfigError(f"the MLP is built for 2-D points (resolution 1), got {resolution} px images")
+
+
+def _check_unconditional(num_classes: int) -> None:
+    if num_classes:
+        raise ConfigError("train.conditional: the mlp architecture (toy 2-D data, which has no classes) is "
+                          "unconditional; set train.conditional: false")
+
+
+class MLPGenerator(nn.Module):
+    points = True  # draws float coordinates, not images in [-1, 1] (ganforge.sampling.generate)
+    num_classes = 0  # always unconditional (toy data has no classes)
+
+    def config(self) -> dict:
+        """The constructor arguments: enough to rebuild this network from a file."""
+        return {"z_dim": self.z_dim, "channels": self.channels, "resolution": self.resolution,
+                "g_channels": self.g_channels, "spectral_norm": self.spectral_norm}
+
+    def __init__(self, z_dim: int, channels: int, resolution: int, g_channels: int, spectral_norm: bool,
+                 num_classes: int = 0):
+        super().__init__()
+        _check_resolution(resolution)
+        _check_unconditional(num_classes)
+        self.z_dim, self.channels, self.resolution, self.g_channels = z_dim, channels, resolution, g_channels
+        self.spectral_norm = spectral_norm
+        self.net = _mlp(z_dim, g_channels, G_HIDDEN_LAYERS, channels)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # z: [B, z_dim] -> points [B, channels, 1, 1] (y: always None, the MLP is unconditional)
+        check_labels(y, 0, z.shape[0])
+        return self.net(z)[:, :, None, None]
+
+
+class MLPDiscriminator(nn.Module):
+    num_classes = 0
+    def config(self) -> dict:
+        """The constructor arguments."""
+        return {"channels": self.channels, "resolution": self.resolution, "d_channels": self.d_channels,
+                "spectral_norm": self.spectral_norm}
+
+    def __init__(self, channels: int, resolution: int, d_channels: int, spectral_norm: bool,
+                 num_classes: int = 0):
+        super().__init__()
+        _check_resolution(resolution)
+        _check_unconditional(num_classes)
+        self.channels, self.resolution, self.d_channels = channels, resolution, d_channels
+        self.spectral_norm = spectral_norm
+        self.net = _mlp(channels, d_channels, D_HIDDEN_LAYERS, 1)
+        if spectral_norm:
+            apply_spectral_norm(self)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(y, 0, x.shape[0])
+        # x: [B, channels, 1, 1] -> logits [B]; each point judged on its own (no BatchNorm: R1/GP need that)
+        return self.net(x.flatten(1)).flatten()
+
+
+def init_mlp_weights(module: nn.Module) -> None:
+    """PyTorch's default Linear init (drawn at construction from the caller's seeded global RNG), as the
+    paper's code used its framework's default; only the spectral-norm vectors are reset to the weights."""
+    reset_spectral_norm(module)
