@@ -64,7 +64,7 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
     p = parse_params(overridden(raw, overrides), f"recipe {name}", ("base", "train", "evaluate"))
     data = Path("data") / p.base.dataset
     info = load_info(data, p.base.dataset)
-    x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
+    x_train, y_train = load_split(data, "train")  # uint8 [N, C, H, W], int64 [N]
     args = train_kwargs(p, content_hash(info), device, resolution=x_train.shape[-1])
     img_per_step = args["batch_size"] * args["d_steps"]
     # kimg only bounds the run (the budget stops it first); it also sets a linear lr decay's horizon
@@ -103,7 +103,8 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "train.pt"
         try:
-            train(x_train, **args, evaluate=evaluate, checkpoint_path=ckpt, stop=stop, progress=False)
+            train(x_train, y_train, len(info.get("classes", [])), **args, evaluate=evaluate,
+                  checkpoint_path=ckpt, stop=stop, progress=False)
         except Stopped:
             pass
         trained = train_seconds()
@@ -111,7 +112,8 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
     G, _ = build_networks(args["arch"], z_dim=args["z_dim"], channels=x_train.shape[1],
                           resolution=x_train.shape[-1], g_channels=args["g_channels"],
                           d_channels=args["d_channels"], g_spectral_norm=args["g_spectral_norm"],
-                          d_spectral_norm=args["d_spectral_norm"])
+                          d_spectral_norm=args["d_spectral_norm"],
+                          num_classes=len(info.get("classes", [])) if args["conditional"] else 0)
     G.load_state_dict(state["G_ema"] if state["G_ema"] is not None else state["G"])
     final = judge(G.to(device).eval(), n)
     steps = state["step"]

@@ -229,8 +229,9 @@ def main(
         from ganforge.train import train_kwargs
 
         # the stage's own mapping of params.yaml (kimg is set per run; an in-training evaluation would time
-        # the judge, not the training step)
-        train_args = {**train_kwargs(p, "bench", dev, x_train.shape[-1]), "eval_every": 0}
+        # the judge, not the training step; unconditional, as the reference loop has no labels)
+        train_args = {**train_kwargs(p, "bench", dev, x_train.shape[-1]), "eval_every": 0,
+                      "conditional": False}
         del train_args["kimg"]
         if fast is not None:
             train_args["fast"] = fast

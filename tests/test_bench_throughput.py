@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ONE_THREAD, ROOT, set_params
+from conftest import ONE_THREAD, ROOT, copy_params, set_params
 
 pytestmark = pytest.mark.slow  # benchmark runs
 
@@ -24,7 +23,7 @@ def bench(*args: str, cpu_bf16: str = "0") -> subprocess.CompletedProcess:
 
 def tiny_params(tmp_path):
     params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
+    copy_params(params)
     set_params(params, {"train.z_dim": 16, "train.g_channels": 8, "train.d_channels": 8,
                         "train.batch_size": 32, "train.log_every": 5})
     return params

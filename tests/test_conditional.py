@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_stage, set_params, tiny_train_kwargs, untrained_generator
+from conftest import copy_params, run_stage, set_params, tiny_train_kwargs, untrained_generator
 from ganforge.nets import build_networks, load_generator, save_generator
 from ganforge.sampling import generate
 
@@ -118,7 +118,7 @@ def test_train_stage_exits_2_on_a_flat_folder_dataset(tmp_path, store):
     (data / "info.json").write_text(json.dumps({"name": "mnist", "sha256": {}, "classes": ["faces"]}))
     cwd = tmp_path / "work"
     cwd.mkdir()
-    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(cwd / "params.yaml")
     set_params(cwd / "params.yaml", {"train.conditional": True, "train.device": "cpu"})
     proc = run_stage("train", "--params", "params.yaml", "--data", str(data), cwd=cwd, env=store)
     assert proc.returncode == 2, proc.stderr
@@ -152,7 +152,7 @@ def conditional_run(tmp_path, monkeypatch, store):
     run = Run.start("test-conditional-sample", {"train": {"kimg": 0}}, root=tmp_path)
     run.write_json(tmp_path / "results/train/run.json")
     run.finish()
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", {"evaluate.n": 30, "sample.batch_size": 8, "sample.device": "cpu",
                                           "base.seed": 4, "sample.classes": [3, "7"]})
     return tmp_path, run

@@ -28,7 +28,7 @@ from dl_helpers import (
 )
 from PIL import Image
 
-from conftest import ROOT, run_stage, set_params
+from conftest import copy_params, run_stage, set_params
 from ganforge.data import http_fetch
 from ganforge.data.cifar import safe_unpickle_batch
 from ganforge.data.fetch import max_bytes
@@ -51,7 +51,7 @@ def download(tmp_path: Path, dataset: str, registry: dict | None = None, overrid
              env: dict | None = None):
     """Run the stage CLI on a params copy; returns (process, output dir)."""
     params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
+    copy_params(params)
     set_params(params, {"base.dataset": dataset, **FAST, **(overrides or {})})
     env = {"GANFORGE_CACHE": str(tmp_path / "cache"), **(env or {})}
     if registry is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_stage, set_params
+from conftest import copy_params, run_stage, set_params
 from ganforge.data.prepared import content_hash, load_info, load_split
 from ganforge.data.registry import BUILTIN
 
@@ -49,7 +49,7 @@ def test_mnist_through_the_cli(mnist_dir):
 @pytest.mark.timeout(600)
 def test_fashion_mnist_through_the_cli(tmp_path):
     params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
+    copy_params(params)
     set_params(params, {"base.dataset": "fashion-mnist"})
     out = tmp_path / "data" / "fashion-mnist"
     proc = run_stage("download", "--params", str(params), "--out", str(out), cwd=tmp_path)
@@ -69,7 +69,7 @@ def test_debian_mirror_on_a_machine_without_package_lists(tmp_path):
     (lists / "partial").mkdir(parents=True)
     (tmp_path / "apt.conf").write_text(f'Dir::State::Lists "{lists}/";\n')
     params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
+    copy_params(params)
     set_params(params, {"base.dataset": "fashion-mnist"})
     out = tmp_path / "data"
     env = {"APT_CONFIG": str(tmp_path / "apt.conf"), "GANFORGE_CACHE": str(tmp_path / "cache")}

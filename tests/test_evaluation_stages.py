@@ -8,7 +8,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from conftest import ROOT, run_stage, set_params, untrained_generator
+from conftest import copy_params, run_stage, set_params, untrained_generator
 from ganforge.io import atomic_save_npz
 from ganforge.metrics import Reference, load_evaluator
 from ganforge.metrics.evaluator import train_evaluator
@@ -32,7 +32,7 @@ def project(tmp_path_factory, tiny_mnist_dir) -> tuple:
 
     cwd = tmp_path_factory.mktemp("evaluation")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
-    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(cwd / "params.yaml")
     set_params(cwd / "params.yaml", TINY)
     proc = run_stage("evaluator", "--data", str(tiny_mnist_dir), cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stderr

@@ -8,7 +8,7 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import ROOT, run_stage, set_params, untrained_generator
+from conftest import copy_params, run_stage, set_params, untrained_generator
 from ganforge.nets import save_generator
 from ganforge.sampling import generate, latent, latents, load_images, make_grid
 
@@ -61,7 +61,7 @@ def trained_run(request, tmp_path, monkeypatch, store):
     run = Run.start("test-sample", {"train": {"kimg": 0}}, root=tmp_path)
     run.write_json(tmp_path / "results/train/run.json")
     run.finish()
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", {"evaluate.n": 30, "sample.batch_size": 8, "sample.device": "cpu",
                                           "base.seed": 4})
     return tmp_path, env, run.run_id

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ONE_THREAD, ROOT, run_stage, set_params
+from conftest import ONE_THREAD, copy_params, run_stage, set_params
 from ganforge.data.prepared import load_info, load_split
 from ganforge.data.stacked import MODES, modes_of_digits, stack, unstack
 
@@ -36,7 +36,7 @@ def test_unstack_and_modes_of_digits_invert_stacking():
 @pytest.mark.slow
 def test_download_stage_builds_it_with_all_1000_modes(mnist_dir, tmp_path):
     """The real download stage (MNIST from the cache the mnist_dir fixture filled)."""
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", {"base.dataset": "stacked-mnist"})
     out = tmp_path / "data/stacked-mnist"
     proc = run_stage("download", "--out", str(out), cwd=tmp_path)
@@ -75,7 +75,7 @@ def test_evaluator_and_evaluate_count_1000_modes(tiny_stacked_dir, tmp_path):
     from ganforge.tracking.store import Run
 
     store = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **ONE_THREAD}  # Run.start's
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", {
         "base.dataset": "stacked-mnist", "evaluator.device": "cpu", "evaluator.epochs": 2,
         "evaluator.batch_size": 128, "evaluate.device": "cpu", "evaluate.n": 2000,

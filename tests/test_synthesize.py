@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from conftest import ROOT, run_stage, set_params, untrained_generator
+from conftest import copy_params, run_stage, set_params, untrained_generator
 from ganforge.data.prepared import load_info, load_split, split_sha256
 from ganforge.nets import save_generator
 from ganforge.sampling import class_cycle, generate
@@ -52,7 +52,7 @@ def workdir(tmp_path, monkeypatch, store, tiny_mnist_dir):
     run = Run.start("test-synthesize", {"train": {"kimg": 0}}, root=tmp_path)
     run.write_json(tmp_path / "results/train/run.json")
     run.finish()
-    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(tmp_path / "params.yaml")
     set_params(tmp_path / "params.yaml", {
         "synthesize.device": "cpu", "synthesize.train_n": 300, "synthesize.test_n": 40,
         "synthesize.batch_size": 64, "synthesize.seed_offset": 1000, "base.seed": 2,

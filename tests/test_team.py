@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, untrained_generator
+from conftest import ROOT, copy_params, untrained_generator
 from ganforge.nets import save_generator
 from ganforge.tracking import promotion, serving
 from ganforge.tracking.store import Run
@@ -235,7 +235,7 @@ def test_a_tracking_outage_loses_no_training_and_no_point(tmp_path, tiny_mnist_d
     store, cwd = tmp_path / "store", tmp_path / "work"
     store.mkdir()
     cwd.mkdir()
-    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(cwd / "params.yaml")
     set_params(cwd / "params.yaml", {"train.device": "cpu", "train.batch_size": 32,
                                      "train.kimg": steps * 0.032, "train.z_dim": 16, "train.g_channels": 8,
                                      "train.d_channels": 8,

@@ -119,10 +119,10 @@ def test_mlp_trains_on_points_and_records_itself():
 def params_for(dataset: str, arch: str, **train_overrides):
     import yaml
 
-    from conftest import ROOT
+    from conftest import ROOT, TEST_BASELINE, apply_overrides
     from ganforge.config import parse_params
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = apply_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), TEST_BASELINE)
     raw["base"]["dataset"], raw["train"]["arch"] = dataset, arch
     raw["train"].update(train_overrides)
     return parse_params(raw, sections=("base", "train"))

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import ROOT, run_stage, set_params
+from conftest import copy_params, run_stage, set_params
 from ganforge.data.prepared import load_info, load_split
 from ganforge.metrics.modes import ModeTable
 
@@ -25,7 +25,7 @@ TINY = {"base.dataset": "ring8", "train.arch": "mlp", "train.device": "cpu", "tr
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory, store) -> tuple:
     cwd = tmp_path_factory.mktemp("toy")
-    (cwd / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(cwd / "params.yaml")
     set_params(cwd / "params.yaml", TINY)
     data = cwd / "data/ring8"
     procs = {"download": run_stage("download", "--out", str(data), cwd=cwd, env=store)}

@@ -20,7 +20,7 @@ import yaml
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import ONE_THREAD, ROOT, dvc, make_project, run_stage, set_params
+from conftest import ONE_THREAD, ROOT, copy_params, dvc, make_project, run_stage, set_params
 from ganforge.data.prepared import content_hash, load_info
 from ganforge.io import load_torch
 from ganforge.nets import load_generator
@@ -34,7 +34,7 @@ LOSS_COLUMNS = ("step", "kimg", "loss_d", "loss_g", "d_real", "d_fake")
 
 def workdir(path: Path, overrides: dict | None = None) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    copy_params(path / "params.yaml")
     set_params(path / "params.yaml", {**TINY, **(overrides or {})})
     return path
 
