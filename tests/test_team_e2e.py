@@ -28,7 +28,7 @@ from test_team import make_server
 from conftest import ONE_THREAD, ROOT, dvc, make_project, set_params
 
 pytestmark = pytest.mark.slow  # whole pipelines against a real server
-STAGES = ("download", "evaluator", "train", "sample", "evaluate")
+STAGES = ("download", "evaluator", "train", "sample", "evaluate", "synthesize")  # retrain runs `dvc repro`
 
 # Every stage at toy size: the point is the plumbing (DVC, MLflow server, registry), not the quality.
 TINY = {
@@ -38,6 +38,7 @@ TINY = {
     "train.ckpt_every": 5,
     "sample.batch_size": 250, "sample.device": "cpu",
     "evaluate.device": "cpu", "evaluate.n": 500, "evaluate.kid_subsets": 10, "evaluate.kid_subset_size": 100,
+    "synthesize.device": "cpu", "synthesize.train_n": 500, "synthesize.test_n": 100, "synthesize.mix": False,
 }
 QUEUED_LRS = ("0.0001", "0.0005")  # two at once with -j 2: concurrent writes to the server
 
