@@ -146,3 +146,26 @@ def test_promote_without_a_registered_model_only_records_it(store):
     decision = promotion.promote_if_better(run, "mnist", None, 0.1, root=store["root"])
     assert decision["registry.decision"] == "unregistered"
     assert promotion.champion(run.client, "mnist")[0] == store["versions"][2]  # untouched
+
+
+def test_one_process_writes_each_project_to_its_own_store(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI: neither opening a store nor logging a model
+    may leave it set, or the first project a process touched would capture every later project's runs."""
+    from mlflow import MlflowClient
+
+    for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(k, raising=False)
+    runs = {}
+    for i, name in enumerate(("a", "b")):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "dvc.yaml").write_text("stages: {}\n")
+        run = Run.start("isolation", {"train": {"seed": i}}, root=root)
+        assert serving.log_generator_model(run, make_generator(root / "g.pt", i), "mnist") == 1
+        run.finish()
+        assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ
+        runs[name] = run.run_id
+    for name, run_id in runs.items():
+        c = MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}")
+        found = c.search_runs([c.get_experiment_by_name("isolation").experiment_id])
+        assert [r.info.run_id for r in found] == [run_id]

@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd  # resolves GeneratorModel.predict's type hint when the class is created
 
 from ganforge.errors import GanforgeError
-from ganforge.tracking.store import Run
+from ganforge.tracking.store import Run, fluent_store
 
 # A request is answered in memory: uint8 images plus their float activations while generating. 10,000
 # 28x28 images are ~8 MB of output; the cap is per request (all rows together), not per row, so a request
@@ -141,9 +141,6 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
 
     generator_path = Path(generator_path)
     G, meta = load_generator(generator_path)  # validates the file before anything is logged
-    mlflow.set_tracking_uri(run.client.tracking_uri)
-    # the logged model belongs to the run's experiment (mlflow otherwise picks the global/default one)
-    mlflow.set_experiment(experiment_id=run.client.get_run(run.run_id).info.experiment_id)
     signature = ModelSignature(
         # class: an int or a list of ints (conditional generators), checked by request_rows. The Array
         # column also makes mlflow read a dict as ONE request row: without one it would spread a dict whose
@@ -160,8 +157,10 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     # holds only a reference to GeneratorModel (the code itself ships as code_paths)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    with warnings.catch_warnings():  # "no input example": the signature above is the contract
-        warnings.simplefilter("ignore")
+    # the logged model belongs to the run's experiment (mlflow otherwise picks the global/default one)
+    experiment = run.client.get_run(run.run_id).info.experiment_id
+    with warnings.catch_warnings(), fluent_store(run.client.tracking_uri, experiment):
+        warnings.simplefilter("ignore")  # "no input example": the signature above is the contract
         info = Model.log(
             artifact_path=None,
             name="generator",

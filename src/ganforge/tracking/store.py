@@ -14,6 +14,7 @@ import os
 import subprocess
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from ganforge.errors import GanforgeError
@@ -61,9 +62,27 @@ def artifact_root(root: str | Path | None = None) -> str:
 
 
 def client(root: str | Path | None = None) -> MlflowClient:
-    uri = tracking_uri(root)
+    # not mlflow.set_tracking_uri: it also exports MLFLOW_TRACKING_URI, so the first store a process opened
+    # would silently win over every later root (a bench script, a test session, a notebook)
+    return MlflowClient(tracking_uri=tracking_uri(root))
+
+
+@contextmanager
+def fluent_store(uri: str, experiment_id: str):
+    """Point mlflow's fluent API (which Model.log uses) at a store and experiment for a block, then unset
+    both again, with the MLFLOW_TRACKING_URI and MLFLOW_EXPERIMENT_ID that mlflow exports on the way."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.tracking.fluent._active_experiment_id = None  # set_experiment has no public undo
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
 
 
 def experiment_id(c: MlflowClient, name: str, root: str | Path | None = None) -> str:
