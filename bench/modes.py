@@ -24,16 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # steps); 2,500 samples judged (VEEGAN/PacGAN's count), a mode needing 20 of them.
 # The unconditional non-saturating GAN of the seed recipe (the default's conditioning, hinge loss and
 # in-training FID do not apply to 2-D points), then the 2-D settings.
-TOY = [*SEED, "train.eval.every_kimg=0", "train.arch=mlp", "train.z_dim=256", "train.g_channels=128", "train.d_channels=128",
-       "train.batch_size=512", "train.g.lr=0.001", "train.d.lr=0.001", "train.lr_decay=linear",
-       "train.ema.enabled=false", "train.log_every=100", "train.image_every=500", "train.ckpt_every=1000",
-       "evaluate.n=2500", "evaluate.modes.min_count=20"]
+TOY = [*SEED, "train.eval.every_kimg=0", "train.arch=mlp", "train.z_dim=256", "train.g_channels=128",
+       "train.d_channels=128", "train.batch_size=512", "train.g.lr=0.001", "train.d.lr=0.001",
+       "train.lr_decay=linear", "train.ema.enabled=false", "train.log_every=100", "train.image_every=500",
+       "train.ckpt_every=1000", "evaluate.n=2500", "evaluate.modes.min_count=20"]
 RING8 = ["base.dataset=ring8", *TOY, "train.kimg=5120"]  # 10,000 steps of 512
 GRID25 = ["base.dataset=grid25", *TOY, "train.kimg=5120"]  # 10,000 steps of 512
 # Stacked MNIST: the seed DCGAN at a CPU budget; 26,000 samples as PacGAN, a mode needing one of them
-STACKED = [*SEED, "train.eval.every_kimg=0", "base.dataset=stacked-mnist", "evaluator.epochs=2", "evaluate.n=26000",
-           "evaluate.modes.min_count=1", "train.g_channels=32", "train.d_channels=32", "train.batch_size=64",
-           "train.kimg=50"]
+STACKED = [*SEED, "train.eval.every_kimg=0", "base.dataset=stacked-mnist", "evaluator.epochs=2",
+           "evaluate.n=26000", "evaluate.modes.min_count=1", "train.g_channels=32", "train.d_channels=32",
+           "train.batch_size=64", "train.kimg=50"]
 RECIPES: dict[str, list[str]] = {
     "ring8-ns": RING8,
     "ring8-pack4": [*RING8, "train.pack=4"],
