@@ -103,17 +103,29 @@ def test_one_mode_generator_is_reported_as_collapsed():
     assert m["modes_covered"] == 25 and m["high_quality"] > 0.98 and m["mode_kl"] < 0.02
 
 
-def test_mlp_trains_on_points_and_records_itself():
+@pytest.mark.parametrize("arch, g_hidden, d_hidden", [("mlp", 2, 1), ("mlp-pacgan", 4, 3)])
+def test_mlp_trains_on_points_and_records_itself(arch, g_hidden, d_hidden, tmp_path):
+    from torch import nn
+
+    from ganforge.nets import architecture_name, build_networks, load_generator, save_generator
+
     x, _ = sample_points("ring8", 2048, seed=0, split="train")
-    result = train(x, **tiny_train_kwargs(arch="mlp", z_dim=8, g_channels=16, d_channels=16, batch_size=64,
+    result = train(x, **tiny_train_kwargs(arch=arch, z_dim=8, g_channels=16, d_channels=16, batch_size=64,
                                           kimg=0.64, image_every=5))
     z = torch.randn(5, 8)
     out = result.G_ema(z)
     assert out.shape == (5, 2, 1, 1) and result.step == 10
     assert result.grid.shape == (256, 256, 3)  # 2-D data: the plane picture replaces the image grid
-    from ganforge.nets import architecture_name
-
-    assert architecture_name(result.G) == "mlp"
+    assert architecture_name(result.G) == arch
+    # the entry's depths (Metz et al.; PacGAN): hidden layers + the output layer
+    G, D = build_networks(arch, z_dim=8, channels=2, resolution=1, g_channels=16, d_channels=16,
+                          g_spectral_norm=False, d_spectral_norm=False)
+    linear = [sum(isinstance(m, nn.Linear) for m in net.modules()) for net in (G, D)]
+    assert linear == [g_hidden + 1, d_hidden + 1]
+    # the generator file rebuilds the same architecture, drawing the same points
+    save_generator(tmp_path / "g.pt", result.G_ema, meta={"dataset": "ring8"})
+    G2, _ = load_generator(tmp_path / "g.pt")
+    assert architecture_name(G2) == arch and torch.equal(G2.eval()(z), out)
 
 
 def params_for(dataset: str, arch: str, **train_overrides):

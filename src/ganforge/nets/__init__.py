@@ -18,7 +18,13 @@ from torch import nn
 from ganforge.errors import ConfigError
 from ganforge.nets import dcgan, mlp, resnet
 from ganforge.nets.dcgan import Discriminator, Generator, init_dcgan_weights, net_plan
-from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator, init_mlp_weights
+from ganforge.nets.mlp import (
+    MLPDiscriminator,
+    MLPGenerator,
+    PacGANDiscriminator,
+    PacGANGenerator,
+    init_mlp_weights,
+)
 from ganforge.nets.packing import input_channels, pack_input
 from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator, init_resnet_weights
 from ganforge.nets.store import GENERATOR_FORMAT, load_generator, save_generator
@@ -37,6 +43,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "dcgan": Architecture(Generator, Discriminator, init_dcgan_weights, dcgan.RESOLUTIONS),
     "resnet": Architecture(ResNetGenerator, ResNetDiscriminator, init_resnet_weights, resnet.RESOLUTIONS),
     "mlp": Architecture(MLPGenerator, MLPDiscriminator, init_mlp_weights, mlp.RESOLUTIONS, data="points"),
+    "mlp-pacgan": Architecture(PacGANGenerator, PacGANDiscriminator, init_mlp_weights, mlp.RESOLUTIONS,
+                               data="points"),
 }
 
 
@@ -94,6 +102,8 @@ __all__ = [
     "ARCHITECTURES",
     "MLPDiscriminator",
     "MLPGenerator",
+    "PacGANDiscriminator",
+    "PacGANGenerator",
     "GENERATOR_FORMAT",
     "Architecture",
     "Discriminator",

@@ -1,10 +1,16 @@
 """MLP generator and discriminator for 2-D points (the toy mode-collapse data sets, data/toy.py).
 
-Follows the 2-D mixture setup of Metz et al. 2017 ("Unrolled generative adversarial networks", appendix A):
-G is a fully connected net with 2 hidden ReLU layers of 128 units and a linear output of 2 coordinates;
-D has 1 hidden ReLU layer of 128 units and a linear output (a logit); z is 256-dimensional. The widths come
-from train.g_channels / train.d_channels (128 in the paper) and z from train.z_dim (256), so the paper's
-setting is a params choice; the depths are the paper's.
+Two registry entries, differing in depth only:
+- `mlp` follows the 2-D mixture setup of Metz et al. 2017 ("Unrolled generative adversarial networks",
+  appendix A): G is a fully connected net with 2 hidden ReLU layers of 128 units and a linear output of 2
+  coordinates; D has 1 hidden ReLU layer of 128 units and a linear output (a logit); z is 256-dimensional.
+- `mlp-pacgan` has the depths of PacGAN's 2-D experiments (Lin et al. 2018, appendix: G 4 hidden layers of
+  400 units, D 3 of 200), with ReLU throughout (the paper's G adds BatchNorm and its D uses 5-piece maxout;
+  we keep both nets plain so that each D output depends on its own input only, as R1/GP need). On this
+  benchmark's 3-sigma rule the shallow D of `mlp` leaves a trail of samples between the modes
+  (bench/RESULTS.md).
+The widths come from train.g_channels / train.d_channels and z from train.z_dim, so each paper's setting is
+a params choice; the depths are the entry's.
 
 Points travel as float32 [B, 2, 1, 1] (2 channels of a 1x1 image, see data/toy.py), so the networks take
 the registry's usual arguments: `channels` is the point's dimension (D: times the PacGAN packing, plus one
@@ -22,8 +28,6 @@ from ganforge.nets.conditional import check_labels
 from ganforge.nets.spectral import apply_spectral_norm, reset_spectral_norm
 
 RESOLUTIONS = (1,)  # points: a 1x1 "image" of `channels` coordinates
-G_HIDDEN_LAYERS = 2  # Metz et al. 2017, appendix A
-D_HIDDEN_LAYERS = 1
 
 
 def _mlp(inputs: int, width: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -46,6 +50,7 @@ def _check_unconditional(num_classes: int) -> None:
 
 
 class MLPGenerator(nn.Module):
+    hidden_layers = 2  # Metz et al. 2017, appendix A
     points = True  # draws float coordinates, not images in [-1, 1] (ganforge.sampling.generate)
     num_classes = 0  # always unconditional (toy data has no classes)
 
@@ -61,7 +66,7 @@ class MLPGenerator(nn.Module):
         _check_unconditional(num_classes)
         self.z_dim, self.channels, self.resolution, self.g_channels = z_dim, channels, resolution, g_channels
         self.spectral_norm = spectral_norm
-        self.net = _mlp(z_dim, g_channels, G_HIDDEN_LAYERS, channels)
+        self.net = _mlp(z_dim, g_channels, self.hidden_layers, channels)
         if spectral_norm:
             apply_spectral_norm(self)
 
@@ -72,7 +77,9 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
+    hidden_layers = 1  # Metz et al. 2017, appendix A
     num_classes = 0
+
     def config(self) -> dict:
         """The constructor arguments."""
         return {"channels": self.channels, "resolution": self.resolution, "d_channels": self.d_channels,
@@ -85,7 +92,7 @@ class MLPDiscriminator(nn.Module):
         _check_unconditional(num_classes)
         self.channels, self.resolution, self.d_channels = channels, resolution, d_channels
         self.spectral_norm = spectral_norm
-        self.net = _mlp(channels, d_channels, D_HIDDEN_LAYERS, 1)
+        self.net = _mlp(channels, d_channels, self.hidden_layers, 1)
         if spectral_norm:
             apply_spectral_norm(self)
 
@@ -93,6 +100,14 @@ class MLPDiscriminator(nn.Module):
         check_labels(y, 0, x.shape[0])
         # x: [B, channels, 1, 1] -> logits [B]; each point judged on its own (no BatchNorm: R1/GP need that)
         return self.net(x.flatten(1)).flatten()
+
+
+class PacGANGenerator(MLPGenerator):
+    hidden_layers = 4  # Lin et al. 2018, appendix (2-D experiments)
+
+
+class PacGANDiscriminator(MLPDiscriminator):
+    hidden_layers = 3
 
 
 def init_mlp_weights(module: nn.Module) -> None:
