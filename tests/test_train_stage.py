@@ -279,7 +279,9 @@ def test_an_architecture_that_cannot_make_the_datas_images_exits_2(tmp_path, sto
 def test_dvc_exp_run_temp_logs_to_the_workspace_store(tmp_path, mnist_dir):
     # the dvc-run stages use the default store, <project root>/mlflow.db: no MLFLOW_TRACKING_URI here
     env = {"MLFLOW_TRACKING_URI": "", **ONE_THREAD}
-    project = make_project(tmp_path / "project", {**TINY, "train.kimg": 0.32, "train.image_every": 5})
+    # one evaluator epoch: the repro trains the judge on all of MNIST before train (4 epochs cost 2 minutes)
+    project = make_project(tmp_path / "project", {**TINY, "train.kimg": 0.32, "train.image_every": 5,
+                                                  "evaluator.epochs": 1, "evaluator.batch_size": 512})
     proc = dvc("repro", "train", cwd=project, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = dvc("exp", "run", "--temp", "-n", "temp-exp", "-S", "train.g.lr=0.0003", "train", cwd=project,
