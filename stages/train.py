@@ -73,13 +73,14 @@ def main(
         from ganforge.losses import constraint_warning
         from ganforge.metrics import Reference, Settings, in_training_evaluation, load_evaluator
         from ganforge.nets import save_generator
-        from ganforge.plane import gif_bytes
+        from ganforge.plane import extent_of, gif_bytes, walk_pictures
         from ganforge.sampling import interpolation, interpolation_pictures, png_bytes
         from ganforge.tracking.serving import log_generator_model
         from ganforge.tracking.spool import TrainingLog
         from ganforge.tracking.store import open_training_run, params_hash
         from ganforge.train import Stopped, history_tsv, train, train_kwargs, trajectory_config
         from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+        from ganforge.train.loop import PLANE_POINTS
 
         data_hash = content_hash(info)
         args = train_kwargs(p, data_hash, device, resolution=x_train.shape[-1])
@@ -171,10 +172,12 @@ def main(
                   f"({snapshot['kimg']:g} kimg), fid {snapshot['fid']:.4g}")
         atomic_write_text(results / "losses.tsv", history_tsv(result.history))
         atomic_write_bytes(results / "samples.png", png_bytes(result.grid))
-        if not points:  # latent walks of the generator file's G (slerp between seeds; conditional: classes)
-            strip, gif = interpolation_pictures(interpolation(G_out.eval(), p.base.seed, device=device))
-            atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
-            atomic_write_bytes(results / "interpolation.gif", gif)
+        # latent walks of the generator file's G (slerp between seeds; conditional: classes); 2-D: the plane
+        walks = interpolation(G_out.eval(), p.base.seed, device=device)
+        real = x_train[:PLANE_POINTS]
+        strip, gif = walk_pictures(walks, real, extent_of(real)) if points else interpolation_pictures(walks)
+        atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
+        atomic_write_bytes(results / "interpolation.gif", gif)
         if frames:  # every image_every steps since this process started (a resumed run: since the resume)
             atomic_write_bytes(results / "training.gif", gif_bytes(frames))
             run.log_artifact(results / "training.gif")
@@ -186,9 +189,8 @@ def main(
         if tracked.images_lost:
             print(f"warning: {tracked.images_lost} sample grid(s) could not be logged during an outage "
                   f"(the last one is {results}/samples.png)")
-        if not points:
-            run.log_image(strip, key="interpolation")
-            run.log_artifact(results / "interpolation.gif")
+        run.log_image(strip, key="interpolation")
+        run.log_artifact(results / "interpolation.gif")
         # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
         version = log_generator_model(run, model, p.base.dataset)
         run.finish("FINISHED")

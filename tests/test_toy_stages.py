@@ -68,6 +68,37 @@ def test_train_logs_plane_pictures_and_a_gif(toy_run, store):
         run_id, "images")]), artifacts
 
 
+def test_every_output_dvc_yaml_declares_is_written(toy_run):
+    """`dvc repro` fails a stage whose declared out is missing: the image-only outputs (the interpolation
+    strip and GIF) must exist for 2-D runs too (there: the latent walks drawn on the plane)."""
+    import yaml
+
+    from conftest import ROOT
+
+    cwd, _, _ = toy_run
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    missing = []
+    for name in ("download", "evaluator", "train", "sample", "evaluate"):
+        for kind in ("outs", "plots", "metrics"):
+            for entry in stages[name].get(kind, []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                path = path.replace("${base.dataset}", "ring8")
+                if not (cwd / path).exists() and not path.startswith("checkpoints"):
+                    missing.append(f"{name}: {path}")
+    assert not missing
+    walk = Image.open(cwd / "results/train/interpolation.gif")
+    assert walk.n_frames == 2 * 10 - 2  # 10 steps there and back
+    strip = np.asarray(Image.open(cwd / "results/train/interpolation.png"))
+    assert strip.shape == (256, 256, 3) and (strip == [200, 0, 160]).all(-1).any()  # the walks' points
+
+
+def test_synthesize_on_toy_data_exits_2_pointing_at_evaluate(toy_run, store):
+    cwd, data, _ = toy_run
+    proc = run_stage("synthesize", "--data", str(data), cwd=cwd, env=store)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "base.dataset: ring8" in proc.stderr and "dvc repro evaluate" in proc.stderr
+
+
 def test_sample_and_evaluate_count_modes(toy_run, store):
     cwd, _, procs = toy_run
     with np.load(cwd / "samples/images.npz") as z:

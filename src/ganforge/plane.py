@@ -1,5 +1,6 @@
 """GAN-Lab-style pictures of a 2-D run (Kahng et al. 2019, "GAN Lab"): D's decision surface as a heat map
-over the plane, with the real and the generated points on top; and an animated GIF of a run's pictures.
+over the plane, with the real and the generated points on top; an animated GIF of a run's pictures; and the
+latent walks of a 2-D generator (where a great circle in z lands on the plane).
 
 The surface colours sigmoid(D(x)): D's probability that a point is real for the logit losses (for a WGAN
 critic or the hinge loss only the ordering means something; the picture shows that ordering all the same).
@@ -20,6 +21,7 @@ FAKE_RGB = np.array([200, 0, 160], np.uint8)
 SURFACE_REAL = np.array([150, 215, 150], np.float32)  # sigmoid(D) = 1
 SURFACE_FAKE = np.array([200, 160, 235], np.float32)  # sigmoid(D) = 0
 WHITE = np.array([255, 255, 255], np.float32)
+PATH_RGB = np.array([150, 150, 150], np.uint8)  # a latent walk's points at every step
 
 
 def extent_of(points: np.ndarray, margin: float = 1.25) -> float:
@@ -81,3 +83,24 @@ def gif_bytes(frames: Sequence[np.ndarray], seconds_per_frame: float = 0.2) -> b
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
                    duration=int(seconds_per_frame * 1000))
     return buf.getvalue()
+
+
+def walk_pictures(frames: np.ndarray, real: np.ndarray, extent: float, size: int = 256
+                  ) -> tuple[np.ndarray, bytes]:
+    """The latent walks of a 2-D generator, sampling.interpolation's float points [steps, walks, 2, 1, 1],
+    over the real points: (a picture of every walk's points, each walk's step t magenta on the grey path;
+    an animated GIF whose frame t shows the points of step t on the paths, there and back). A walk that
+    jumps between modes instead of gliding along the data shows where G tears z-space apart."""
+    steps = frames.shape[0]
+    path = frames.reshape(-1, 2)
+
+    def picture(current: np.ndarray) -> np.ndarray:
+        pic = np.broadcast_to(WHITE, (size, size, 3)).astype(np.uint8)
+        pic = pic.copy()
+        _dots(pic, real, extent, REAL_RGB, radius=0)
+        _dots(pic, path, extent, PATH_RGB, radius=1)
+        _dots(pic, current, extent, FAKE_RGB, radius=2)
+        return pic
+
+    there_and_back = [*range(steps), *range(steps - 2, 0, -1)]
+    return picture(path), gif_bytes([picture(frames[t].reshape(-1, 2)) for t in there_and_back], 0.12)

@@ -121,7 +121,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 @torch.no_grad()
 def interpolation(G: torch.nn.Module, seed: int, walks: int = 4, steps: int = 10,
                   device: torch.device | str = "cpu") -> np.ndarray:
-    """Latent walks as frames uint8 [steps, rows, C, H, W]: row w slerps from the z of seed + w to the z of
+    """Latent walks as frames uint8 [steps, rows, C, H, W] (a generator of 2-D points: its float32 points
+    [steps, rows, 2, 1, 1], for plane.walk_pictures): row w slerps from the z of seed + w to the z of
     seed + w + 1 (a conditional G: at class w mod K). A conditional G adds `walks` rows that keep the z of
     seed + w and move from class w mod K to class (w + 1) mod K (the class weights go linearly from one
     one-hot to the other), so frame 0 and the last frame are sample images (one seed per image)."""
@@ -145,7 +146,8 @@ def interpolation(G: torch.nn.Module, seed: int, walks: int = 4, steps: int = 10
         x = G(z_all, y_all)
     else:
         x = G(z_all)
-    return to_uint8(x).cpu().numpy().reshape(steps, rows, *x.shape[1:])
+    x = x.float().cpu() if getattr(G, "points", False) else to_uint8(x).cpu()
+    return x.numpy().reshape(steps, rows, *x.shape[1:])
 
 
 def interpolation_pictures(frames: np.ndarray) -> tuple[np.ndarray, bytes]:
