@@ -44,10 +44,21 @@ RECIPES: dict[str, list[str]] = {
     "stacked-dcgan": STACKED,
     "stacked-dcgan-pack2": [*STACKED, "train.pack=2"],
 }
+# PacGAN's deeper MLPs at its widths (G 4 x 400, D 3 x 200): the shallow Metz D leaves samples between modes
+PACGAN_MLP = ["train.arch=mlp-pacgan", "train.g_channels=400", "train.d_channels=200"]
+RECIPES["ring8-pacgan-ns"] = [*RING8, *PACGAN_MLP]
+RECIPES["ring8-pacgan-pack4"] = [*RING8, *PACGAN_MLP, "train.pack=4"]
+# Stacked MNIST with the stabilisers of the default recipe (hinge, spectral norm on D, lr 5e-4), longer
+STACKED_SN = [*STACKED, "train.loss=hinge", "train.spectral_norm.d=true", "train.g.lr=0.0005",
+              "train.d.lr=0.0005", "train.kimg=150"]
+RECIPES["stacked-hinge-sn"] = STACKED_SN
+RECIPES["stacked-hinge-sn-pack2"] = [*STACKED_SN, "train.pack=2"]
 
 
 def command(name: str) -> list[str]:
-    return ["dvc", "exp", "run", "--temp", "-n", name, *[a for kv in RECIPES[name] for a in ("-S", kv)]]
+    # up to evaluate: the synthesize stage (CAS) does not apply to these data sets
+    return ["dvc", "exp", "run", "--temp", "-n", name, *[a for kv in RECIPES[name] for a in ("-S", kv)],
+            "evaluate"]
 
 
 def table(names: list[str]) -> str:
@@ -62,7 +73,7 @@ def table(names: list[str]) -> str:
                     f"{hq} | {m.get('mode_kl', float('nan')):.3f} | {m.get('n', 0):.0f} "
                     f"({m.get('mode_min_count', 0):.0f}) | {p['train.kimg']} kimg ({steps:.0f} steps of "
                     f"{p['train.batch_size']}) | {minutes:.1f} min | "
-                    f"`dvc exp run {' '.join(f'-S {kv}' for kv in RECIPES[name])}` |")
+                    f"`dvc exp run {' '.join(f'-S {kv}' for kv in RECIPES[name])} evaluate` |")
     return "\n".join(rows) + "\n"
 
 
