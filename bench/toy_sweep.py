@@ -1,0 +1,59 @@
+"""Quick exploration of toy 2-D recipes: ganforge.train.train called directly (no DVC, no MLflow), then the
+evaluate stage's mode metrics on 2,500 samples (a mode needs 20 of them within 3 std). One JSON line per run.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/toy_sweep.py --pack 4 --gl 4 --dl 3 --gw 400 --dw 200
+
+Defaults are bench/modes.py's toy rows (the Metz MLP, z 256, batch 512, NS loss, Adam 1e-3 (0.5, 0.999)
+falling linearly to 0, no EMA, 10,000 steps). --gl/--dl override the hidden-layer counts of the `mlp`
+entry, to explore depths before a registry entry exists (`mlp-pacgan` is --gl 4 --dl 3). Figures from here
+are exploration; the tables come from bench/modes.py (whole `dvc exp run`s into MLflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ganforge.data.toy import toy_splits
+from ganforge.metrics.modes import ModeTable, mode_metrics
+from ganforge.nets import mlp
+from ganforge.sampling import generate
+from ganforge.train.loop import train
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--data", default="ring8", help="ring8 | grid25")
+ap.add_argument("--loss", default="ns", help="a key of ganforge.losses.LOSSES")
+ap.add_argument("--reg", default="none", help="none | r1 | gp")
+ap.add_argument("--regw", type=float, default=0.1, help="R1 gamma / GP lambda")
+ap.add_argument("--pack", type=int, default=1, help="PacGAN packing")
+ap.add_argument("--mbstd", type=int, default=0, help="minibatch-stddev group")
+ap.add_argument("--gl", type=int, default=2, help="G's hidden layers")
+ap.add_argument("--dl", type=int, default=1, help="D's hidden layers")
+ap.add_argument("--gw", type=int, default=128, help="G's width")
+ap.add_argument("--dw", type=int, default=128, help="D's width")
+ap.add_argument("--steps", type=int, default=10000)
+ap.add_argument("--batch", type=int, default=512)
+ap.add_argument("--lr", type=float, default=1e-3, help="Adam lr of G and D")
+ap.add_argument("--decay", default="linear", help="none | linear")
+ap.add_argument("--z", type=int, default=256, help="z_dim")
+ap.add_argument("--ema", type=float, default=0, help="EMA decay of G (0 = off)")
+ap.add_argument("--seed", type=int, default=0)
+a = ap.parse_args()
+
+mlp.MLPGenerator.hidden_layers, mlp.MLPDiscriminator.hidden_layers = a.gl, a.dl
+splits, info = toy_splits(a.data, 0)
+t0 = time.time()
+result = train(
+    splits["train"][0], seed=a.seed, data_hash="toy-sweep", arch="mlp", g_spectral_norm=False,
+    d_spectral_norm=False, loss=a.loss, reg=a.reg, reg_weight=a.regw, reg_every=1, augment="", z_dim=a.z,
+    g_channels=a.gw, d_channels=a.dw, batch_size=a.batch, lr_g=a.lr, beta1_g=0.5, beta2_g=0.999, lr_d=a.lr,
+    beta1_d=0.5, beta2_d=0.999, d_steps=1, pack=a.pack, mbstd_group=a.mbstd, lr_decay=a.decay,
+    kimg=a.steps * a.batch / 1000, ema_enabled=a.ema > 0, ema_decay=a.ema or 0.999, eval_every=0, eval_n=0,
+    device="cpu", fast="off", conditional=False, fake_labels="uniform", log_every=1000, image_every=10**9,
+    ckpt_every=10**9, progress=False)
+G = result.G_ema if a.ema else result.G
+points = generate(G, 2500, seed=10**6, batch_size=2500)
+m = mode_metrics(ModeTable.of(info).assign(points), len(info["centres"]), 20)
+print(json.dumps({"args": vars(a), "seconds": round(time.time() - t0),
+                  **{k: m[k] for k in ("modes_covered", "high_quality", "mode_kl")}}), flush=True)
