@@ -95,8 +95,7 @@ def walk_pictures(frames: np.ndarray, real: np.ndarray, extent: float, size: int
     path = frames.reshape(-1, 2)
 
     def picture(current: np.ndarray) -> np.ndarray:
-        pic = np.broadcast_to(WHITE, (size, size, 3)).astype(np.uint8)
-        pic = pic.copy()
+        pic = np.broadcast_to(WHITE, (size, size, 3)).astype(np.uint8)  # astype copies: writable
         _dots(pic, real, extent, REAL_RGB, radius=0)
         _dots(pic, path, extent, PATH_RGB, radius=1)
         _dots(pic, current, extent, FAKE_RGB, radius=2)
