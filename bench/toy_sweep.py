@@ -4,8 +4,8 @@ evaluate stage's mode metrics on 2,500 samples (a mode needs 20 of them within 3
     OMP_NUM_THREADS=1 .venv/bin/python bench/toy_sweep.py --pack 4 --gl 4 --dl 3 --gw 400 --dw 200
 
 Defaults are bench/modes.py's toy rows (the Metz MLP, z 256, batch 512, NS loss, Adam 1e-3 (0.5, 0.999)
-falling linearly to 0, no EMA, 10,000 steps). --gl/--dl override the hidden-layer counts of the `mlp`
-entry, to explore depths before a registry entry exists (`mlp-pacgan` is --gl 4 --dl 3). Figures from here
+falling linearly to 0, no EMA, 10,000 steps). --gl/--dl override the hidden-layer counts of the --arch
+entry, to explore depths before a registry entry exists. Figures from here
 are exploration; the tables come from bench/modes.py (whole `dvc exp run`s into MLflow).
 """
 
@@ -17,7 +17,7 @@ import time
 
 from ganforge.data.toy import toy_splits
 from ganforge.metrics.modes import ModeTable, mode_metrics
-from ganforge.nets import mlp
+from ganforge.nets import ARCHITECTURES
 from ganforge.sampling import generate
 from ganforge.train.loop import train
 
@@ -28,27 +28,33 @@ ap.add_argument("--reg", default="none", help="none | r1 | gp")
 ap.add_argument("--regw", type=float, default=0.1, help="R1 gamma / GP lambda")
 ap.add_argument("--pack", type=int, default=1, help="PacGAN packing")
 ap.add_argument("--mbstd", type=int, default=0, help="minibatch-stddev group")
-ap.add_argument("--gl", type=int, default=2, help="G's hidden layers")
-ap.add_argument("--dl", type=int, default=1, help="D's hidden layers")
+ap.add_argument("--arch", default="mlp", help="mlp | mlp-pacgan")
+ap.add_argument("--gl", type=int, default=None, help="G's hidden layers (default: the entry's)")
+ap.add_argument("--dl", type=int, default=None, help="D's hidden layers (default: the entry's)")
 ap.add_argument("--gw", type=int, default=128, help="G's width")
 ap.add_argument("--dw", type=int, default=128, help="D's width")
 ap.add_argument("--steps", type=int, default=10000)
 ap.add_argument("--batch", type=int, default=512)
 ap.add_argument("--lr", type=float, default=1e-3, help="Adam lr of G and D")
+ap.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 of G and D")
 ap.add_argument("--decay", default="linear", help="none | linear")
 ap.add_argument("--z", type=int, default=256, help="z_dim")
 ap.add_argument("--ema", type=float, default=0, help="EMA decay of G (0 = off)")
 ap.add_argument("--seed", type=int, default=0)
 a = ap.parse_args()
 
-mlp.MLPGenerator.hidden_layers, mlp.MLPDiscriminator.hidden_layers = a.gl, a.dl
+arch = ARCHITECTURES[a.arch]
+if a.gl is not None:
+    arch.G.hidden_layers = a.gl
+if a.dl is not None:
+    arch.D.hidden_layers = a.dl
 splits, info = toy_splits(a.data, 0)
 t0 = time.time()
 result = train(
-    splits["train"][0], seed=a.seed, data_hash="toy-sweep", arch="mlp", g_spectral_norm=False,
+    splits["train"][0], seed=a.seed, data_hash="toy-sweep", arch=a.arch, g_spectral_norm=False,
     d_spectral_norm=False, loss=a.loss, reg=a.reg, reg_weight=a.regw, reg_every=1, augment="", z_dim=a.z,
-    g_channels=a.gw, d_channels=a.dw, batch_size=a.batch, lr_g=a.lr, beta1_g=0.5, beta2_g=0.999, lr_d=a.lr,
-    beta1_d=0.5, beta2_d=0.999, d_steps=1, pack=a.pack, mbstd_group=a.mbstd, lr_decay=a.decay,
+    g_channels=a.gw, d_channels=a.dw, batch_size=a.batch, lr_g=a.lr, beta1_g=a.beta1, beta2_g=0.999,
+    lr_d=a.lr, beta1_d=a.beta1, beta2_d=0.999, d_steps=1, pack=a.pack, mbstd_group=a.mbstd, lr_decay=a.decay,
     kimg=a.steps * a.batch / 1000, ema_enabled=a.ema > 0, ema_decay=a.ema or 0.999, eval_every=0, eval_n=0,
     device="cpu", fast="off", conditional=False, fake_labels="uniform", log_every=1000, image_every=10**9,
     ckpt_every=10**9, progress=False)

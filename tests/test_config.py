@@ -123,7 +123,8 @@ def test_missing_and_malformed_files(tmp_path):
 @pytest.mark.parametrize("key,value,needle", [
     ("train.reg.weight", 0.0, "train.reg.weight: Input should be greater than 0"),
     ("train.reg.kind", "r2", "train.reg.kind: unknown regulariser 'r2' (allowed: none, r1, gp)"),
-    ("train.arch", "vit", "train.arch: unknown architecture 'vit' (allowed: dcgan, resnet, mlp, mlp-pacgan)"),
+    ("train.arch", "vit",
+     "train.arch: unknown architecture 'vit' (allowed: dcgan, resnet, mlp, mlp-pacgan, mlp-pacgan-paper)"),
     ("train.augment", "color,blur", "train.augment: unknown augmentation 'blur'"),
     ("train.d_steps", 0, "train.d_steps: Input should be greater than or equal to 1"),
 ])

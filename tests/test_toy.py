@@ -103,7 +103,8 @@ def test_one_mode_generator_is_reported_as_collapsed():
     assert m["modes_covered"] == 25 and m["high_quality"] > 0.98 and m["mode_kl"] < 0.02
 
 
-@pytest.mark.parametrize("arch, g_hidden, d_hidden", [("mlp", 2, 1), ("mlp-pacgan", 4, 3)])
+@pytest.mark.parametrize("arch, g_hidden, d_hidden", [("mlp", 2, 1), ("mlp-pacgan", 4, 3),
+                                                      ("mlp-pacgan-paper", 4, 3)])
 def test_mlp_trains_on_points_and_records_itself(arch, g_hidden, d_hidden, tmp_path):
     from torch import nn
 
@@ -122,6 +123,10 @@ def test_mlp_trains_on_points_and_records_itself(arch, g_hidden, d_hidden, tmp_p
                           g_spectral_norm=False, d_spectral_norm=False)
     linear = [sum(isinstance(m, nn.Linear) for m in net.modules()) for net in (G, D)]
     assert linear == [g_hidden + 1, d_hidden + 1]
+    # the PacGAN authors' G normalises each hidden layer and their D is maxout; the others are plain ReLU
+    pacgan = arch == "mlp-pacgan-paper"
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in G.modules()) == (g_hidden if pacgan else 0)
+    assert sum(isinstance(m, nn.ReLU) for m in D.modules()) == (0 if pacgan else d_hidden)
     # the generator file rebuilds the same architecture, drawing the same points
     save_generator(tmp_path / "g.pt", result.G_ema, meta={"dataset": "ring8"})
     G2, _ = load_generator(tmp_path / "g.pt")
@@ -154,3 +159,16 @@ def test_toy_dataset_names_are_params_values():
     assert params_for("grid25", "mlp").base.dataset == "grid25"
     with pytest.raises(ConfigError, match=r"base\.dataset: unknown dataset 'ring9' \(allowed: .*ring8"):
         params_for("ring9", "mlp")
+
+
+def test_maxout_is_the_largest_of_its_linear_pieces():
+    from ganforge.nets.mlp import Maxout
+
+    torch.manual_seed(0)
+    layer = Maxout(3, width=4, pieces=5)
+    x = torch.randn(7, 3)
+    pieces = (x @ layer.linear.weight.T + layer.linear.bias).reshape(7, 4, 5)  # unit u: rows 5u..5u+4
+    expected = torch.stack([pieces[:, u, :].max(1).values for u in range(4)], 1)
+    assert torch.allclose(layer(x), expected)
+    # each output depends on its own row only (R1/GP and packing need per-sample D outputs)
+    assert torch.allclose(layer(x[2:3]), layer(x)[2:3], atol=1e-6)

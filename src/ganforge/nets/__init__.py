@@ -23,7 +23,10 @@ from ganforge.nets.mlp import (
     MLPGenerator,
     PacGANDiscriminator,
     PacGANGenerator,
+    PacGANPaperDiscriminator,
+    PacGANPaperGenerator,
     init_mlp_weights,
+    init_pacgan_weights,
 )
 from ganforge.nets.packing import input_channels, pack_input
 from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator, init_resnet_weights
@@ -45,6 +48,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mlp": Architecture(MLPGenerator, MLPDiscriminator, init_mlp_weights, mlp.RESOLUTIONS, data="points"),
     "mlp-pacgan": Architecture(PacGANGenerator, PacGANDiscriminator, init_mlp_weights, mlp.RESOLUTIONS,
                                data="points"),
+    "mlp-pacgan-paper": Architecture(PacGANPaperGenerator, PacGANPaperDiscriminator, init_pacgan_weights,
+                                     mlp.RESOLUTIONS, data="points"),
 }
 
 
@@ -104,6 +109,8 @@ __all__ = [
     "MLPGenerator",
     "PacGANDiscriminator",
     "PacGANGenerator",
+    "PacGANPaperDiscriminator",
+    "PacGANPaperGenerator",
     "GENERATOR_FORMAT",
     "Architecture",
     "Discriminator",
@@ -116,6 +123,7 @@ __all__ = [
     "get_architecture",
     "init_dcgan_weights",
     "init_mlp_weights",
+    "init_pacgan_weights",
     "init_resnet_weights",
     "input_channels",
     "load_generator",
