@@ -44,9 +44,9 @@ def main(
         from ganforge.data.registry import get_dataset
         from ganforge.errors import ConfigError
 
-        kind = get_dataset(p.base.dataset).kind
-        if kind in ("toy2d", "stacked"):  # no CNN judge of its classes: CAS is not defined there
-            what = "2-D points" if kind == "toy2d" else "1000 stacked-digit modes"
+        spec = get_dataset(p.base.dataset)
+        if spec.counts_modes:  # no CNN judge of its classes: CAS is not defined there
+            what = "2-D points" if spec.kind == "toy2d" else "1000 stacked-digit modes"
             raise ConfigError(f"base.dataset: {p.base.dataset} is a mode-collapse benchmark ({what}), which "
                               "the synthesize stage (CAS, a classifier of image classes) does not apply to: "
                               "run `dvc repro evaluate` (make run) or `dvc exp run ... evaluate`")

@@ -66,6 +66,9 @@ def test_train_logs_plane_pictures_and_a_gif(toy_run, store):
     assert "training.gif" in artifacts
     assert any("decision_surface" in p for p in artifacts + [a.path for a in client.list_artifacts(
         run_id, "images")]), artifacts
+    # the registered version says what its predictions are: coordinates, not uint8 images
+    versions = [v for v in client.search_model_versions("name='ganforge-ring8'") if v.run_id == run_id]
+    assert len(versions) == 1 and "float32 points" in versions[0].description, versions
 
 
 def test_every_output_dvc_yaml_declares_is_written(toy_run):

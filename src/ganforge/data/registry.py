@@ -70,6 +70,12 @@ class DatasetSpec(BaseModel):
             raise ValueError(f"sizes: no size in bytes for {', '.join(missing)} (it bounds downloads)")
         return self
 
+    @property
+    def counts_modes(self) -> bool:
+        """A mode-collapse benchmark (toy 2-D points, Stacked MNIST): judged by counting its modes, with no
+        CNN judge of its classes' features, so no in-training FID and no CAS."""
+        return self.kind in ("toy2d", "stacked")
+
 
 def _idx_sha256(*hexdigests: str) -> dict[str, str]:
     return {f: f"sha256:{h}" for f, h in zip(IDX_FILES, hexdigests, strict=True)}

@@ -43,7 +43,8 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
                an error, no images
       classes  optional, the same as a list-valued class (one of the two per row)
     At most MAX_REQUEST_IMAGES images per request, all rows together.
-    predict output: numpy uint8 [N, H, W, C] with N = sum of counts, rows in request order.
+    predict output: numpy uint8 [N, H, W, C] with N = sum of counts, rows in request order (a 2-D point
+    generator of the toy data sets: float32 coordinates [N, 1, 1, 2]).
 
     The weights travel as the artifact "generator" (the models/generator.pt file, loaded with
     torch.load(weights_only=True) through ganforge.nets.load_generator); the ganforge package travels as
@@ -179,7 +180,8 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     version = int(info.registered_model_version)
     description = (f"ganforge generator trained on {dataset}. predict rows of count (int >= 1) and seed "
                    f"(int >= 0); image i of a row comes from seed + i; at most {MAX_REQUEST_IMAGES} images "
-                   "per request; returns uint8 [N, H, W, C].")
+                   "per request; returns " + ("float32 points [N, 1, 1, 2] (2-D coordinates)."
+                                              if getattr(G, "points", False) else "uint8 [N, H, W, C]."))
     if G.num_classes:
         description += (f" Class-conditional ({G.num_classes} classes: "
                         f"{', '.join(meta.get('classes', []))}): a row may add class, an index or a list of "

@@ -19,7 +19,7 @@ def train_kwargs(p, data_hash: str, device, resolution: int) -> dict:
     except ConfigError as e:
         raise ConfigError(f"train.arch: {e}") from None
     check_batch(t.batch_size, t.pack, t.mbstd_group)
-    if t.eval.every_kimg and (resolution == 1 or get_dataset(p.base.dataset).kind == "stacked"):
+    if t.eval.every_kimg and get_dataset(p.base.dataset).counts_modes:
         raise ConfigError(f"train.eval.every_kimg: the in-training evaluation measures FID in the CNN "
                           f"judge's features, which {p.base.dataset} has not (set 0: the evaluate stage "
                           "counts modes)")
