@@ -53,6 +53,12 @@ RECIPES["fashion-seed-dcgan"] = [*SEED, "base.dataset=fashion-mnist"]
 RECIPES["fashion-dcgan32-b64-lr5e-4-hinge-sn"] = ["base.dataset=fashion-mnist",
                                                  *RECIPES["dcgan32-b64-lr5e-4-hinge-sn"]]
 RECIPES["default"] = []  # params.yaml as it is (issue 12's conditional recipe), at this table's budget
+# issue 11's like-for-like check at a longer budget: the seed and the default recipe at the same 1000 kimg,
+# both from step 0 (resume never: the workspace's checkpoints/ travel into the temporary copy, and a kimg-only
+# change would otherwise continue the workspace's run)
+LONG = ["train.kimg=1000", "train.eval.every_kimg=100", "train.resume=never"]
+RECIPES["seed-dcgan-1000kimg"] = [*SEED, *LONG]
+RECIPES["default-1000kimg"] = [*LONG]
 
 
 def command(name: str) -> list[str]:
