@@ -17,7 +17,7 @@ import time
 
 from ganforge.data.toy import toy_splits
 from ganforge.metrics.modes import ModeTable, mode_metrics
-from ganforge.nets import ARCHITECTURES
+from ganforge.nets import ARCHITECTURES, architectures_for
 from ganforge.sampling import generate
 from ganforge.train.loop import train
 
@@ -28,7 +28,7 @@ ap.add_argument("--reg", default="none", help="none | r1 | gp")
 ap.add_argument("--regw", type=float, default=0.1, help="R1 gamma / GP lambda")
 ap.add_argument("--pack", type=int, default=1, help="PacGAN packing")
 ap.add_argument("--mbstd", type=int, default=0, help="minibatch-stddev group")
-ap.add_argument("--arch", default="mlp", help="mlp | mlp-pacgan")
+ap.add_argument("--arch", default="mlp", choices=architectures_for("points"), help="a point architecture")
 ap.add_argument("--gl", type=int, default=None, help="G's hidden layers (default: the entry's)")
 ap.add_argument("--dl", type=int, default=None, help="D's hidden layers (default: the entry's)")
 ap.add_argument("--gw", type=int, default=128, help="G's width")
