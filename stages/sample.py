@@ -39,6 +39,7 @@ def main(
             class_cycle,
             class_grid,
             class_names,
+            draws_points,
             generate,
             make_grid,
             png_bytes,
@@ -58,7 +59,7 @@ def main(
         run = Run.attach(run_json)  # before the work: a missing run fails now, not after it
         images = generate(G, p.evaluate.n, seed=p.base.seed, batch_size=cfg.batch_size,
                           truncation=cfg.truncation, device=device, labels=labels)  # uint8 [n, C, H, W]
-        if getattr(G, "points", False):  # 2-D points: the plane, not a grid
+        if draws_points(G):  # 2-D points: the plane, not a grid
             grid = sample_picture(images)
         else:
             grid = make_grid(images[:100]) if labels is None else class_grid(images, labels)

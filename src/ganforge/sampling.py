@@ -20,6 +20,12 @@ import torch
 from ganforge.plane import extent_of, plane_picture
 
 
+def draws_points(G: torch.nn.Module) -> bool:
+    """Whether G draws 2-D points (the toy data sets' MLPs: float coordinates) rather than images in
+    [-1, 1]: the one place that decides between uint8 images and float32 points in outputs and pictures."""
+    return getattr(G, "points", False)
+
+
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """z [z_dim] of one image. Truncation: entries with |z| > truncation are redrawn (from the same
     per-image generator) until none is left, i.e. z from N(0, I) truncated to [-t, t]."""
@@ -87,7 +93,7 @@ def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncati
     G (default class_cycle over all its classes); an unconditional G takes none."""
     G.eval()
     K = getattr(G, "num_classes", 0)
-    points = getattr(G, "points", False)
+    points = draws_points(G)
     if K and labels is None:
         labels = class_cycle(n, range(K))
     if labels is not None and (not K or len(labels) != n):
@@ -146,7 +152,7 @@ def interpolation(G: torch.nn.Module, seed: int, walks: int = 4, steps: int = 10
         x = G(z_all, y_all)
     else:
         x = G(z_all)
-    x = x.float().cpu() if getattr(G, "points", False) else to_uint8(x).cpu()
+    x = x.float().cpu() if draws_points(G) else to_uint8(x).cpu()
     return x.numpy().reshape(steps, rows, *x.shape[1:])
 
 

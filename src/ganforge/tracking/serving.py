@@ -139,9 +139,11 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
 
     import ganforge
     from ganforge.nets import load_generator
+    from ganforge.sampling import draws_points
 
     generator_path = Path(generator_path)
     G, meta = load_generator(generator_path)  # validates the file before anything is logged
+    points = draws_points(G)
     signature = ModelSignature(
         # class: an int or a list of ints (conditional generators), checked by request_rows. The Array
         # column also makes mlflow read a dict as ONE request row: without one it would spread a dict whose
@@ -150,7 +152,7 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
                        ColSpec(AnyType(), "class", required=False),
                        ColSpec(Array("long"), "classes", required=False)]),
         # a generator of 2-D points (the MLP) answers float32 coordinates [N, 1, 1, 2]
-        outputs=Schema([TensorSpec(np.dtype(np.float32 if getattr(G, "points", False) else np.uint8),
+        outputs=Schema([TensorSpec(np.dtype(np.float32 if points else np.uint8),
                                    (-1, G.resolution, G.resolution, G.channels))]),
     )
     name = registered_model_name(dataset)
@@ -181,7 +183,7 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     description = (f"ganforge generator trained on {dataset}. predict rows of count (int >= 1) and seed "
                    f"(int >= 0); image i of a row comes from seed + i; at most {MAX_REQUEST_IMAGES} images "
                    "per request; returns " + ("float32 points [N, 1, 1, 2] (2-D coordinates)."
-                                              if getattr(G, "points", False) else "uint8 [N, H, W, C]."))
+                                              if points else "uint8 [N, H, W, C]."))
     if G.num_classes:
         description += (f" Class-conditional ({G.num_classes} classes: "
                         f"{', '.join(meta.get('classes', []))}): a row may add class, an index or a list of "
