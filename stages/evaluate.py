@@ -14,8 +14,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @app.command()
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file; reads base.seed, base.dataset and "
-                                "the evaluate section"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file; reads base.seed, base.dataset, "
+                                "the evaluate section and sample.truncation/classes (how the samples were "
+                                "drawn: only the standard sample may move the registry's champion)"),
     data: Path = typer.Option(..., help="prepared data directory (real test images, for Inception FID)"),
     samples: Path = typer.Option(Path("samples/images.npz"), help="generated images (sample stage)"),
     evaluator: Path = typer.Option(Path("models/evaluator.pt"), help="the trained evaluator"),
@@ -41,7 +42,7 @@ def main(
         from ganforge.config import load_params
         from ganforge.device import resolve_device
 
-        p = load_params(params, "base", "evaluate")
+        p = load_params(params, "base", "evaluate", "sample")
         cfg = p.evaluate
         device = resolve_device(cfg.device)
 
@@ -64,10 +65,14 @@ def main(
         from ganforge.data.prepared import load_info
 
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
-        from ganforge.tracking.promotion import promote_if_better  # mlflow: seconds to import
+        from ganforge.tracking.promotion import promote_if_better, sample_variant  # mlflow: seconds
         from ganforge.tracking.store import Run
 
         run = Run.attach(run_json)
+        # metrics of a re-evaluation land on the same keys (MLflow keeps each key's history): the tag says
+        # which sample the latest figures measure
+        variant = sample_variant(p.sample.truncation, p.sample.classes)
+        run.set_tags({"evaluate.sample": variant or "standard"})
         t0 = time.perf_counter()
         images, labels = load_samples(samples)  # labels: the requested classes (conditional G), else None
         if is_points(images) or info.get("kind") == "stacked":  # the mode-collapse benchmarks: count modes
@@ -112,7 +117,7 @@ def main(
                              "evaluator.accuracy": judge["accuracy"]})
         for f in ("metrics.json", "class_hist.tsv", "per_class.tsv"):
             run.log_artifact(out / f, "evaluate")
-        decision = promote_if_better(run, p.base.dataset, None, metrics["fid_ratio"])
+        decision = promote_if_better(run, p.base.dataset, None, metrics["fid_ratio"], variant=variant)
         print(f"evaluate: {len(images)} samples in {seconds:.0f} s ({device}): fid {metrics['fid']:.4g} "
               f"(ratio {metrics['fid_ratio']:.3g}), precision {metrics['precision']:.3f}, recall "
               f"{metrics['recall']:.3f}, {metrics['classes_covered']} classes covered; registry: "

@@ -107,6 +107,7 @@ def test_evaluate_stage(evaluated):
     # an unconditional generator: no conditional metrics, a per-class table with its header only
     assert (cwd / "results/evaluate/per_class.tsv").read_text() == "class\tn\taccuracy\tfid\n"
     assert logged.tags["registry.decision"] == "unregistered"  # this run registered no model version
+    assert logged.tags["evaluate.sample"] == "standard"
 
 
 def test_conditional_metrics_of_labelled_samples(project, tiny_mnist_dir, tmp_path):
@@ -217,3 +218,20 @@ def test_report_prints_generated_beside_floor(evaluated, capsys):
     assert rows["fid_ratio"] == [f"{generated['fid_ratio']:.4g}", "1"]
     assert rows["classes_covered"] == [str(generated["classes_covered"]), "10"]
     assert main([str(cwd / "nowhere")]) == 1 and "run the pipeline first" in capsys.readouterr().err
+
+
+def test_a_truncated_sample_is_measured_and_tagged_but_not_judged_for_the_registry(evaluated, tiny_mnist_dir,
+                                                                                  tmp_path):
+    """Re-evaluating with sample.truncation set: the metrics are logged, the run says which sample they
+    measure, and the registry is not consulted (tests/test_registry.py: the champion stays untouched)."""
+    cwd, env, run_id, _ = evaluated
+    params = tmp_path / "params.yaml"
+    params.write_text((cwd / "params.yaml").read_text())
+    set_params(params, {"sample.truncation": 1.5, "sample.classes": [7]})
+    proc = run_stage("evaluate", "--params", str(params), "--data", str(tiny_mnist_dir), "--out",
+                     str(tmp_path / "out"), cwd=cwd, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "registry: not judged (non-standard sample: truncation 1.5, classes [7]" in proc.stdout
+    tags = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_run(run_id).data.tags
+    assert tags["evaluate.sample"] == "truncation 1.5, classes [7]"
+    assert tags["registry.decision"].startswith("not judged")

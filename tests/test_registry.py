@@ -73,6 +73,18 @@ def test_worse_model_keeps_the_alias_and_better_one_takes_it(store):
     assert again["registry.decision"] == "promoted"
     assert promotion.champion(c, "mnist") == (v3, 9.0)
     promotion.promote_if_better(store["runs"][2], "mnist", v3, 2.5, root=store["root"])
+    # a non-standard sample (only the 7s, or truncated) is not comparable: nothing in the registry moves,
+    # not even for a figure that would win
+    for ratio in (50.0, 0.5):
+        for version in (v3, v1):
+            variant = promotion.sample_variant(None if ratio > 1 else 1.5, [7] if ratio > 1 else None)
+            d = promotion.promote_if_better(store["runs"][0], "mnist", version, ratio, root=store["root"],
+                                            variant=variant)
+            assert d["registry.decision"].startswith(f"not judged (non-standard sample: {variant}")
+    assert promotion.champion(c, "mnist") == (v3, 2.5)
+    assert float(c.get_model_version("ganforge-mnist", str(v1)).tags["fid_ratio"]) == 3.0
+    assert promotion.sample_variant(None, None) == "" and promotion.sample_variant(0.7, ["seven"]) == (
+        "truncation 0.7, classes ['seven']")
 
 
 def test_champion_loads_in_a_fresh_process(store, tmp_path):

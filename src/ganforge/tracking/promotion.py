@@ -68,8 +68,16 @@ def champion(c: MlflowClient, dataset: str) -> tuple[int, float | None] | None:
     return int(mv.version), (ratio if ratio is not None and math.isfinite(ratio) else None)
 
 
+def sample_variant(truncation: float | None, classes: list | None) -> str:
+    """"" for the standard sample the champion is judged on (every class in turn, no truncation), else
+    what differs, e.g. "truncation 1.5, classes [7]"."""
+    parts = ([f"truncation {truncation:g}"] if truncation is not None else []) + (
+        [f"classes {list(classes)}"] if classes is not None else [])
+    return ", ".join(parts)
+
+
 def promote_if_better(run: Run, dataset: str, version: int | None, fid_ratio: float,
-                      root: str | Path | None = None) -> dict:
+                      root: str | Path | None = None, variant: str = "") -> dict:
     """Set alias `champion` on `version` of ganforge-<dataset> if its fid_ratio beats the champion's.
 
     version None = the version this run registered (model_version_of). Lower fid_ratio is better; a tie
@@ -78,8 +86,18 @@ def promote_if_better(run: Run, dataset: str, version: int | None, fid_ratio: fl
     be beaten). The version gets a `fid_ratio` tag; the run gets tags registry.decision (promoted | kept |
     rejected | unregistered), registry.champion_version and registry.previous_champion_*, and the same
     dict is returned.
+
+    variant: sample_variant() of the samples that fid_ratio measures. A non-standard sample (truncated, or
+    some classes only) is not comparable with the champion's figure, so it is not judged: the registry,
+    the alias and the version's fid_ratio tag are left as they are (a look at only the 7s must not cost the
+    champion its place).
     """
     name = registered_model_name(dataset)
+    if variant:
+        decision = {"registry.decision": f"not judged (non-standard sample: {variant}; the registry compares "
+                                         "samples of every class, untruncated)", "registry.model": name}
+        run.set_tags(decision)
+        return decision
     if version is None:
         version = model_version_of(run, dataset)
     if version is None:
