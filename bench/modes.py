@@ -53,6 +53,11 @@ STACKED_SN = [*STACKED, "train.loss=hinge", "train.spectral_norm.d=true", "train
               "train.d.lr=0.0005", "train.kimg=150"]
 RECIPES["stacked-hinge-sn"] = STACKED_SN
 RECIPES["stacked-hinge-sn-pack2"] = [*STACKED_SN, "train.pack=2"]
+# Longer, the learning rate falling to 0, with and without ProGAN's minibatch stddev in D (a later -S wins
+# over STACKED_SN's kimg): issue 14's 1000-mode target at a budget one CPU core trains in under half an hour
+STACKED_LONG = [*STACKED_SN, "train.kimg=500", "train.lr_decay=linear"]
+RECIPES["stacked-hinge-sn-500kimg"] = STACKED_LONG
+RECIPES["stacked-hinge-sn-mbstd-500kimg"] = [*STACKED_LONG, "train.mbstd_group=4"]
 
 
 def command(name: str) -> list[str]:

@@ -26,6 +26,8 @@ ap.add_argument("--data", default="ring8", help="ring8 | grid25")
 ap.add_argument("--loss", default="ns", help="a key of ganforge.losses.LOSSES")
 ap.add_argument("--reg", default="none", help="none | r1 | gp")
 ap.add_argument("--regw", type=float, default=0.1, help="R1 gamma / GP lambda")
+ap.add_argument("--dsteps", type=int, default=1, help="D steps per G step (WGAN-GP's toy code: 5)")
+ap.add_argument("--sn", action="store_true", help="spectral norm on D")
 ap.add_argument("--pack", type=int, default=1, help="PacGAN packing")
 ap.add_argument("--mbstd", type=int, default=0, help="minibatch-stddev group")
 ap.add_argument("--arch", default="mlp", choices=architectures_for("points"), help="a point architecture")
@@ -33,10 +35,11 @@ ap.add_argument("--gl", type=int, default=None, help="G's hidden layers (default
 ap.add_argument("--dl", type=int, default=None, help="D's hidden layers (default: the entry's)")
 ap.add_argument("--gw", type=int, default=128, help="G's width")
 ap.add_argument("--dw", type=int, default=128, help="D's width")
-ap.add_argument("--steps", type=int, default=10000)
+ap.add_argument("--steps", type=int, default=10000, help="G steps")
 ap.add_argument("--batch", type=int, default=512)
 ap.add_argument("--lr", type=float, default=1e-3, help="Adam lr of G and D")
 ap.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 of G and D")
+ap.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 of G and D")
 ap.add_argument("--decay", default="linear", help="none | linear")
 ap.add_argument("--z", type=int, default=256, help="z_dim")
 ap.add_argument("--ema", type=float, default=0, help="EMA decay of G (0 = off)")
@@ -52,10 +55,11 @@ splits, info = toy_splits(a.data, 0)
 t0 = time.time()
 result = train(
     splits["train"][0], seed=a.seed, data_hash="toy-sweep", arch=a.arch, g_spectral_norm=False,
-    d_spectral_norm=False, loss=a.loss, reg=a.reg, reg_weight=a.regw, reg_every=1, augment="", z_dim=a.z,
-    g_channels=a.gw, d_channels=a.dw, batch_size=a.batch, lr_g=a.lr, beta1_g=a.beta1, beta2_g=0.999,
-    lr_d=a.lr, beta1_d=a.beta1, beta2_d=0.999, d_steps=1, pack=a.pack, mbstd_group=a.mbstd, lr_decay=a.decay,
-    kimg=a.steps * a.batch / 1000, ema_enabled=a.ema > 0, ema_decay=a.ema or 0.999, eval_every=0, eval_n=0,
+    d_spectral_norm=a.sn, loss=a.loss, reg=a.reg, reg_weight=a.regw, reg_every=1, augment="", z_dim=a.z,
+    g_channels=a.gw, d_channels=a.dw, batch_size=a.batch, lr_g=a.lr, beta1_g=a.beta1, beta2_g=a.beta2,
+    lr_d=a.lr, beta1_d=a.beta1, beta2_d=a.beta2, d_steps=a.dsteps, pack=a.pack, mbstd_group=a.mbstd,
+    lr_decay=a.decay, kimg=a.steps * a.batch * a.dsteps / 1000, ema_enabled=a.ema > 0,
+    ema_decay=a.ema or 0.999, eval_every=0, eval_n=0,
     device="cpu", fast="off", conditional=False, fake_labels="uniform", log_every=1000, image_every=10**9,
     ckpt_every=10**9, progress=False)
 G = result.G_ema if a.ema else result.G
