@@ -27,12 +27,18 @@ synthesize: install
 lint: install
 	ruff check .
 
+# One pytest worker per CPU (pytest-xdist): most tests run one-threaded subprocesses (stages, dvc, mlflow
+# servers), so the suite leaves cores idle without it. --dist loadfile keeps each test file on one worker, so a
+# module's fixtures (a trained model, a store) are built once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
+PYTEST := pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 test: lint
-	pytest
+	$(PYTEST)
 
 # the fast tier, while working: everything but the whole-pipeline and server tests (under 3 minutes)
 test-fast: lint
-	pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
