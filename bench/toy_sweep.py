@@ -60,7 +60,8 @@ result = train(
     lr_d=a.lr, beta1_d=a.beta1, beta2_d=a.beta2, d_steps=a.dsteps, pack=a.pack, mbstd_group=a.mbstd,
     lr_decay=a.decay, kimg=a.steps * a.batch * a.dsteps / 1000, ema_enabled=a.ema > 0,
     ema_decay=a.ema or 0.999, eval_every=0, eval_n=0,
-    device="cpu", fast="off", conditional=False, fake_labels="uniform", log_every=1000, image_every=10**9,
+    device="cpu", fast="off", conditional=False, fake_labels="uniform", label_matching=0,
+    log_every=1000, image_every=10**9,
     ckpt_every=10**9, progress=False)
 G = result.G_ema if a.ema else result.G
 points = generate(G, 2500, seed=10**6, batch_size=2500)

@@ -138,6 +138,7 @@ def tiny_train_kwargs(**overrides) -> dict:
                   d_channels=8, batch_size=32, lr_g=2e-4, beta1_g=0.5, beta2_g=0.999, lr_d=2e-4, beta1_d=0.5,
                   beta2_d=0.999, d_steps=1, lr_decay="none", kimg=0.32, ema_enabled=True, ema_decay=0.999,
                   eval_every=0, eval_n=0, device="cpu", fast="auto", conditional=False, fake_labels="uniform",
+                  label_matching=0.0,
                   log_every=5, image_every=10, ckpt_every=5, progress=False, pack=1, mbstd_group=0)
     unknown = set(overrides) - set(kwargs)
     assert not unknown, f"not train() arguments: {unknown}"

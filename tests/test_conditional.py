@@ -99,6 +99,56 @@ def test_conditional_training_runs_and_keeps_its_labels(tiny_mnist_dir, arch, lo
         torch.testing.assert_close(v, again.G.state_dict()[k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_class_logits_are_the_projection_terms_of_every_class(arch):
+    """The projection D read as a classifier (P2GAN): D(x, k) = psi(phi(x)) + logits[:, k] for every class k,
+    so D(x, k) - logits[:, k] is one value whatever k; and logits = phi(x) @ embed^T, under spectral norm."""
+    from ganforge.nets.conditional import class_logits
+
+    _, D = conditional_pair(arch, d_sn=True)
+    D.eval()  # no power iteration: every call reads the same normalised weights
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        logits = D(x, classes=True)  # [5, K]
+        assert logits.shape == (5, K)
+        psi = [D(x, torch.full((5,), k)) - logits[:, k] for k in range(K)]
+        for other in psi[1:]:
+            torch.testing.assert_close(other, psi[0])
+        torch.testing.assert_close(logits, D.features(x).flatten(1) @ D.embed.weight.T)
+        assert logits.std(1).min() > 0  # classes score differently: the comparison is not 0 = 0
+    with pytest.raises(ValueError, match="class-conditional D"):
+        class_logits(None, torch.zeros(2, 3))
+
+
+def test_label_matching_teaches_d_the_classes_and_is_deterministic(tiny_mnist_dir):
+    """train.label_matching adds P2GAN's class cross-entropy: D's classifier learns the real labels (its CE
+    falls well below chance, ln 10 = 2.30, within a tiny run), the stats are reported, and training stays
+    deterministic. Without it, the same run reports no class stats."""
+    from ganforge.train import train
+
+    x, y = labelled_data(tiny_mnist_dir)
+    kw = tiny_train_kwargs(conditional=True, label_matching=1.0, kimg=2.56, log_every=20, lr_d=1e-3)
+    result = train(x, y, K, **kw)
+    ce_real = [h["class_ce_real"] for h in result.history if "class_ce_real" in h]
+    ce_fake = [h["class_ce_fake"] for h in result.history if "class_ce_fake" in h]
+    assert len(ce_real) >= 3 and all(np.isfinite(ce_fake))
+    assert ce_real[0] > 2.0 and ce_real[-1] < 1.5, ce_real  # from chance to well above it
+    again = train(x, y, K, **kw)
+    for k, v in result.G.state_dict().items():
+        torch.testing.assert_close(v, again.G.state_dict()[k], rtol=0, atol=0)
+    plain = train(x, y, K, **{**kw, "label_matching": 0.0, "kimg": 0.32})
+    assert not any("class_ce_real" in h for h in plain.history)
+
+
+def test_label_matching_needs_a_conditional_run(tiny_mnist_dir):
+    from ganforge.errors import ConfigError
+    from ganforge.train import train
+
+    x, _ = labelled_data(tiny_mnist_dir, 64)
+    with pytest.raises(ConfigError, match="train.label_matching.*train.conditional: true"):
+        train(x, **tiny_train_kwargs(label_matching=1.0))
+
+
 def test_conditional_training_needs_labels(tiny_mnist_dir):
     from ganforge.errors import GanforgeError
     from ganforge.train import train

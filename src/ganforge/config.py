@@ -121,6 +121,7 @@ class Train(Section):
     ema: Ema
     conditional: bool  # class-conditional G and D (needs labelled data)
     fake_labels: str  # the classes asked of G while training (conditional only)
+    label_matching: float = Field(ge=0)  # weight of P2GAN's class term (conditional only); 0 = off
     eval: TrainEval
     log_every: int = Field(ge=1)
     image_every: int = Field(ge=1)

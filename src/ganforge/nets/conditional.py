@@ -75,6 +75,16 @@ def projection(num_classes: int, features: int) -> nn.Embedding | None:
     return embed
 
 
+def class_logits(embed: nn.Embedding | None, h: torch.Tensor) -> torch.Tensor:
+    """The projection D read as a classifier: logits [B, K] = <embed(k), phi(x)> for every class k, phi(x)
+    the features h ([B, F], or any shape flattening to it). These are the class logits of the log-linear
+    model p(y|x) the projection assumes (Miyato & Koyama 2018, section 3); P2GAN (Han et al. 2021, "Dual
+    projection GANs") trains them with cross-entropy beside the adversarial loss (train.label_matching)."""
+    if embed is None:
+        raise ValueError("class logits need a class-conditional D (train.conditional: true)")
+    return h.flatten(1) @ embed.weight.T
+
+
 def check_labels(y: torch.Tensor | None, num_classes: int, batch: int) -> None:
     """A conditional network needs one label per image (or class weights [B, K], G only); an unconditional
     one takes none."""

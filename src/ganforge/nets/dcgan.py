@@ -23,6 +23,7 @@ from ganforge.nets.conditional import (
     ConditionalBatchNorm2d,
     batch_norm,
     check_labels,
+    class_logits,
     projection,
     run_layers,
 )
@@ -106,8 +107,11 @@ class Discriminator(nn.Module):
         """phi(x): the map the last layer reads, [B, w, base, base]."""
         return self.net[:-1](x)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [B, C, R, R] in [-1, 1] (, labels y [B]) -> logits [B] (no sigmoid: losses work on logits)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> torch.Tensor:
+        # x: [B, C, R, R] in [-1, 1] (, labels y [B]) -> logits [B] (no sigmoid: losses work on logits);
+        # classes=True: the projection's class logits [B, K] instead (conditional.class_logits)
+        if classes:
+            return class_logits(self.embed, self.features(x))
         check_labels(y, self.num_classes, x.shape[0])
         if y is None:
             return self.net(x).flatten()

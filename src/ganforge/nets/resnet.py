@@ -28,6 +28,7 @@ from ganforge.nets.conditional import (
     ConditionalBlock,
     batch_norm,
     check_labels,
+    class_logits,
     projection,
     run_layers,
 )
@@ -153,8 +154,11 @@ class ResNetDiscriminator(nn.Module):
         """phi(x): [B, C, R, R] -> [B, d, R/4, R/4] -> ReLU, global sum pooling -> [B, d]."""
         return F.relu(self.blocks(x)).sum(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # x: [B, C, R, R] in [-1, 1] (, labels y [B]) -> raw outputs [B]
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, classes: bool = False) -> torch.Tensor:
+        # x: [B, C, R, R] in [-1, 1] (, labels y [B]) -> raw outputs [B]; classes=True: the projection's
+        # class logits [B, K] instead (conditional.class_logits)
+        if classes:
+            return class_logits(self.embed, self.features(x))
         check_labels(y, self.num_classes, x.shape[0])
         h = self.features(x)  # [B, d]
         out = self.l_out(h).flatten()

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ganforge.augment import DiffAugment
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.losses import make_loss, make_regularizer
+from ganforge.losses.label import LabelMatching
 from ganforge.nets import build_networks
 from ganforge.nets.conditional import FAKE_LABELS
 from ganforge.nets.packing import check_batch, input_channels, pack_input
@@ -43,7 +44,7 @@ TRAJECTORY_KEYS = ("seed", "data_hash", "arch", "g_spectral_norm", "d_spectral_n
                    "reg_weight", "reg_every", "augment", "z_dim", "g_channels", "d_channels", "batch_size",
                    "lr_g", "beta1_g", "beta2_g", "lr_d", "beta1_d", "beta2_d", "d_steps", "lr_decay",
                    "ema_enabled", "ema_decay", "eval_every", "eval_n", "device", "fast", "conditional",
-                   "fake_labels", "pack", "mbstd_group")
+                   "fake_labels", "label_matching", "pack", "mbstd_group")
 LOSS_STATS = ("loss_d", "loss_g")  # then the loss object's stats: summed on the device, averaged per report
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 PLANE_POINTS = 1024  # 2-D data: real and fixed-z points of each plane picture (instead of the grid)
@@ -139,6 +140,7 @@ def train(
     fast: str,  # auto: bf16 + CUDA graph on CUDA, bf16 autocast on bf16 CPUs (fast.py); off: plain fp32
     conditional: bool,  # class-conditional G and projection D (nets/conditional.py), trained on the labels
     fake_labels: str,  # the classes asked of G while training: uniform | histogram (the train split's shares)
+    label_matching: float,  # conditional: weight of the projection's class cross-entropy (P2GAN), 0 = off
     log_every: int,  # steps between stats reports (each one host sync)
     image_every: int,  # steps between fixed-z grids
     ckpt_every: int,  # steps between checkpoints
@@ -173,6 +175,9 @@ def train(
     if fake_labels not in FAKE_LABELS:
         raise GanforgeError(f"train.fake_labels: unknown {fake_labels!r} (allowed: {', '.join(FAKE_LABELS)})")
     K = num_classes if conditional else 0  # 0: unconditional networks, the same draws as before
+    if label_matching and not K:
+        raise ConfigError("train.label_matching: the class term reads the projection D's classes; it needs "
+                          "train.conditional: true (or set train.label_matching: 0)")
     if K and pack > 1:  # a pack mixes samples of different classes: no one label to project
         raise ConfigError("train.pack: PacGAN packing does not combine with train.conditional (a pack of "
                           "samples has no single class for the projection D); set train.pack: 1")
@@ -197,7 +202,9 @@ def train(
     loss_fn = make_loss(loss)
     regularizer = make_regularizer(reg, reg_weight, reg_every)
     aug = DiffAugment(augment)
-    stat_keys = (*LOSS_STATS, *loss_fn.stat_keys(), *regularizer.STATS)  # the report's columns, in order
+    label_term = LabelMatching(label_matching) if label_matching else None  # conditional: the class term
+    stat_keys = (*LOSS_STATS, *loss_fn.stat_keys(), *regularizer.STATS,
+                 *(label_term.STATS if label_term else ()))  # the report's columns, in order
 
     # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
     data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
@@ -225,13 +232,16 @@ def train(
     # take the real labels, as conditional WGAN-GP does).
     batch_labels: dict[int | str, torch.Tensor] = {}
 
-    def seen_by(net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    def seen_by(net: torch.nn.Module, classes: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
         """D as the losses see it: every image (real, fake, interpolated) goes through the same DiffAugment
         policy first, in both phases, so D never sees an unaugmented image it could tell apart; then packs
-        them (PacGAN) and appends the minibatch stddev (nets/packing.py) when asked."""
+        them (PacGAN) and appends the minibatch stddev (nets/packing.py) when asked. classes=True: the
+        projection's class logits [B, K] of what D sees, instead of its scores."""
 
         def seen(x: torch.Tensor) -> torch.Tensor:
             x_seen = pack_input(x if aug.identity else aug(x, generators["augment"]), pack, mbstd_group)
+            if classes:
+                return net(x_seen, classes=True)
             if not K:
                 return net(x_seen)
             return net(x_seen, batch_labels.get(x.untyped_storage().data_ptr(), batch_labels["real"]))
@@ -241,6 +251,7 @@ def train(
     D_seen = seen_by(D_ddp)  # the D phase: D's gradients are averaged over the ranks
     # G phase: D is frozen, so the plain module (its DDP wrapper would wait for D gradients that never come)
     D_frozen = seen_by(D)
+    D_classes, D_frozen_classes = seen_by(D_ddp, classes=True), seen_by(D, classes=True)
 
     # Device-side loop state: nothing here is read by the host inside a step.
     step_t = torch.zeros((), dtype=torch.int64, device=dev)  # steps done (the EMA warm-up reads it)
@@ -287,6 +298,9 @@ def train(
                 x_fake = G_asked(z, y_fake)  # [b, C, H, W]; only the last one needs its graph (G phase)
             with fast_path.autocast():
                 loss_d, d_stats = loss_fn.d_loss(D_seen, x_real, x_fake.detach())
+                if label_term:
+                    term, term_stats = label_term.d_term(D_classes, x_real, batch_labels["real"])
+                    loss_d, d_stats = loss_d + term, {**d_stats, **term_stats}
             if regularize and last:  # a penalty needs a double backward: fp32, outside autocast
                 penalty, reg_stats = regularizer.penalty(D_seen, x_real, x_fake.detach(), generators["reg"])
                 loss_d = loss_d + penalty
@@ -298,6 +312,9 @@ def train(
         D.requires_grad_(False)
         with fast_path.autocast():
             loss_g, g_stats = loss_fn.g_loss(D_frozen, x_fake)
+            if label_term:
+                term, term_stats = label_term.g_term(D_frozen_classes, x_fake, y_fake)
+                loss_g, g_stats = loss_g + term, {**g_stats, **term_stats}
         opt_G.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_G.step()

@@ -34,7 +34,7 @@ def train_kwargs(p, data_hash: str, device, resolution: int) -> dict:
                 lr_g=t.g.lr, beta1_g=t.g.beta1, beta2_g=t.g.beta2, lr_d=t.d.lr, beta1_d=t.d.beta1,
                 beta2_d=t.d.beta2, d_steps=t.d_steps, lr_decay=t.lr_decay, kimg=t.kimg,
                 ema_enabled=t.ema.enabled, ema_decay=t.ema.decay, conditional=t.conditional,
-                fake_labels=t.fake_labels,
+                fake_labels=t.fake_labels, label_matching=t.label_matching,
                 eval_every=max(1, round(t.eval.every_kimg * 1000 / img_per_step)) if t.eval.every_kimg else 0,
                 eval_n=t.eval.n, log_every=t.log_every, image_every=t.image_every, ckpt_every=t.ckpt_every,
                 pack=t.pack, mbstd_group=t.mbstd_group)
