@@ -190,13 +190,24 @@ def test_sigterm_to_torchrun_stops_both_processes_at_one_report_with_a_checkpoin
 
 @pytest.mark.slow
 def test_two_processes_with_augmentation_and_the_gradient_penalty(tmp_path, tiny_mnist_dir, store):
-    # the per-rank random streams (DiffAugment, GP's interpolation) and GP's double backward through DDP
+    # the per-rank random streams (DiffAugment, GP's interpolation), GP's double backward through DDP, and
+    # label matching's second D forward (the class logits) through the DDP wrapper in the same D step
     cwd = workdir(tmp_path, {"train.nproc": 2, "train.kimg": 10 * 32 / 1000, "train.reg.kind": "gp",
-                             "train.reg.every": 1, "train.augment": "translation+cutout"})
+                             "train.reg.every": 1, "train.augment": "translation+cutout",
+                             "train.conditional": True, "train.label_matching": 1.0})
     proc = train_cli(cwd, tiny_mnist_dir, store)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (row,) = history(cwd)
     assert row["step"] == 10 and all(math.isfinite(v) for v in row.values()) and row["gp_penalty"] > 0
+    assert 0 < row["class_ce_real"] < 5 and 0 < row["class_ce_fake"] < 5
+
+
+def test_label_matching_without_conditional_exits_2_before_torchrun(tmp_path, tiny_mnist_dir, store):
+    cwd = workdir(tmp_path, {"train.nproc": 2, "train.conditional": False, "train.label_matching": 1.0})
+    proc = train_cli(cwd, tiny_mnist_dir, store)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "train.label_matching" in proc.stderr and "train.conditional: true" in proc.stderr
+    assert "torchrun" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_batch_that_does_not_divide_exits_2_before_torchrun(tmp_path, tiny_mnist_dir, store):

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from ganforge.errors import ConfigError
 
@@ -143,6 +151,15 @@ class Train(Section):
         from ganforge.nets.conditional import FAKE_LABELS
 
         return _registered("fake_labels choice", FAKE_LABELS, v)
+
+    @field_validator("label_matching")
+    @classmethod
+    def _label_matching_needs_classes(cls, v: float, info: ValidationInfo) -> float:
+        # checked with the params, so that a torchrun launch (train.nproc > 1) is refused before it starts
+        if v and not info.data.get("conditional"):
+            raise ValueError("the class term reads the projection D's classes; it needs train.conditional: "
+                             "true (or set train.label_matching: 0)")
+        return v
 
     @field_validator("arch")
     @classmethod

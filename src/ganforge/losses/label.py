@@ -26,6 +26,13 @@ from ganforge.losses.base import Stats
 Classifier = Callable[[torch.Tensor], torch.Tensor]
 
 
+def check_label_matching(weight: float, conditional: bool) -> None:
+    """The term reads the projection D's classes: a ConfigError (exit 2) unless the run is conditional."""
+    if weight and not conditional:
+        raise ConfigError("train.label_matching: the class term reads the projection D's classes; it needs "
+                          "train.conditional: true (or set train.label_matching: 0)")
+
+
 class LabelMatching:
     STATS: ClassVar[tuple[str, ...]] = ("class_ce_real", "class_ce_fake")  # D phase, then G phase
 

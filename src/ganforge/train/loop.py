@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ganforge.augment import DiffAugment
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.losses import make_loss, make_regularizer
-from ganforge.losses.label import LabelMatching
+from ganforge.losses.label import LabelMatching, check_label_matching
 from ganforge.nets import build_networks
 from ganforge.nets.conditional import FAKE_LABELS
 from ganforge.nets.packing import check_batch, input_channels, pack_input
@@ -175,9 +175,7 @@ def train(
     if fake_labels not in FAKE_LABELS:
         raise GanforgeError(f"train.fake_labels: unknown {fake_labels!r} (allowed: {', '.join(FAKE_LABELS)})")
     K = num_classes if conditional else 0  # 0: unconditional networks, the same draws as before
-    if label_matching and not K:
-        raise ConfigError("train.label_matching: the class term reads the projection D's classes; it needs "
-                          "train.conditional: true (or set train.label_matching: 0)")
+    check_label_matching(label_matching, bool(K))
     if K and pack > 1:  # a pack mixes samples of different classes: no one label to project
         raise ConfigError("train.pack: PacGAN packing does not combine with train.conditional (a pack of "
                           "samples has no single class for the projection D); set train.pack: 1")
