@@ -157,8 +157,9 @@ class Train(Section):
     def _label_matching_needs_classes(cls, v: float, info: ValidationInfo) -> float:
         # checked with the params, so that a torchrun launch (train.nproc > 1) is refused before it starts
         if v and not info.data.get("conditional"):
-            raise ValueError("the class term reads the projection D's classes; it needs train.conditional: "
-                             "true (or set train.label_matching: 0)")
+            from ganforge.losses.label import NEEDS_CONDITIONAL
+
+            raise ValueError(NEEDS_CONDITIONAL)
         return v
 
     @field_validator("arch")
