@@ -15,6 +15,8 @@ import argparse
 import json
 import time
 
+import torch
+
 from ganforge.data.toy import toy_splits
 from ganforge.metrics.modes import ModeTable, mode_metrics
 from ganforge.nets import ARCHITECTURES, architectures_for
@@ -44,6 +46,7 @@ ap.add_argument("--decay", default="linear", help="none | linear")
 ap.add_argument("--z", type=int, default=256, help="z_dim")
 ap.add_argument("--ema", type=float, default=0, help="EMA decay of G (0 = off)")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--save", default="", help="write the judged G's state_dict here (to re-judge, plot)")
 a = ap.parse_args()
 
 arch = ARCHITECTURES[a.arch]
@@ -64,6 +67,8 @@ result = train(
     log_every=1000, image_every=10**9,
     ckpt_every=10**9, progress=False)
 G = result.G_ema if a.ema else result.G
+if a.save:
+    torch.save(G.state_dict(), a.save)
 points = generate(G, 2500, seed=10**6, batch_size=2500)
 m = mode_metrics(ModeTable.of(info).assign(points), len(info["centres"]), 20)
 print(json.dumps({"args": vars(a), "seconds": round(time.time() - t0),

@@ -58,7 +58,7 @@ def main(
         )
         from ganforge.metrics.inception import inception_fid, weights_path
         from ganforge.metrics.modes import ModeTable, describe, evaluate_modes
-        from ganforge.metrics.stacked import stacked_modes
+        from ganforge.metrics.stacked import digit_kls, stacked_modes
         from ganforge.sampling import load_samples
 
         weights = weights_path(cfg.inception_weights) if cfg.inception else None  # fail before any work
@@ -86,6 +86,7 @@ def main(
                                            cfg.modes.min_count)
             if not is_points(images):
                 del metrics["high_quality"]  # every image has a mode
+                metrics.update(digit_kls(modes))
             _write(out, metrics, hist, [])
             run.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()}})
             for f in ("metrics.json", "class_hist.tsv", "per_class.tsv"):

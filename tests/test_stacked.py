@@ -33,6 +33,28 @@ def test_unstack_and_modes_of_digits_invert_stacking():
     assert np.array_equal(modes_of_digits(digit_labels), labels)
 
 
+def test_the_mode_kl_splits_into_the_digit_shares_and_the_channels_dependence():
+    from ganforge.metrics.stacked import digit_kls, stacked_metrics
+
+    rng = np.random.default_rng(0)
+    shares = np.array([0.3, 0.02, *[0.68 / 8] * 8])  # too many 0s, too few 1s in every channel
+    digits = rng.choice(10, size=(200_000, 3), p=shares)
+    m = stacked_metrics(modes_of_digits(digits.ravel()), min_count=1)
+    expected = float((shares * np.log(shares * 10)).sum())
+    for c in "rgb":  # each channel's share KL, up to sampling noise
+        assert m[f"digit_kl_{c}"] == pytest.approx(expected, abs=0.005)
+    assert 0 <= m["channel_dependence"] < 0.005  # independent channels
+    assert m["mode_kl"] == pytest.approx(m["digit_kl_r"] + m["digit_kl_g"] + m["digit_kl_b"]
+                                         + m["channel_dependence"], abs=1e-12)
+    tied = modes_of_digits(np.repeat(rng.integers(0, 10, 50_000), 3))  # 000, 111, ..., 999: channels tied
+    parts = digit_kls(tied)
+    assert max(parts[f"digit_kl_{c}"] for c in "rgb") < 0.001  # every channel's digits are uniform ...
+    assert parts["channel_dependence"] == pytest.approx(np.log(100), abs=0.001)  # ... but only 10 modes
+    one = digit_kls(np.full(100, 333))
+    assert one == pytest.approx({"digit_kl_r": np.log(10), "digit_kl_g": np.log(10), "digit_kl_b": np.log(10),
+                                 "channel_dependence": 0.0}, abs=1e-12)
+
+
 @pytest.mark.slow
 def test_download_stage_builds_it_with_all_1000_modes(mnist_dir, tmp_path):
     """The real download stage (MNIST from the cache the mnist_dir fixture filled)."""
@@ -94,4 +116,8 @@ def test_evaluator_and_evaluate_count_1000_modes(tiny_stacked_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "results/evaluate/metrics.json").read_text())
     assert m["modes_covered"] == 1 and m["mode_kl"] == pytest.approx(np.log(MODES)) and m["n"] == 2000
+    for c in "rgb":  # one image: each channel's digit is always the same
+        assert m[f"digit_kl_{c}"] == pytest.approx(np.log(10))
+    assert m["channel_dependence"] == pytest.approx(0, abs=1e-9)
+    assert "channel dependence" in proc.stdout and "digit_kl_r" in judge["floor"]
     assert len((tmp_path / "results/evaluate/class_hist.tsv").read_text().splitlines()) == MODES + 1

@@ -120,5 +120,8 @@ def evaluate_modes(modes: np.ndarray, n_modes: int, reference: str | Path, floor
 def describe(m: dict) -> str:
     """One line of mode metrics, as the stages print them."""
     hq = f", {m['high_quality']:.1%} high quality (within 3 std)" if "high_quality" in m else ""
+    parts = (f" = digits r {m['digit_kl_r']:.4f} + g {m['digit_kl_g']:.4f} + b {m['digit_kl_b']:.4f} "
+             f"+ channel dependence {m['channel_dependence']:.4f}"
+             if "channel_dependence" in m else "")  # Stacked MNIST: metrics/stacked.py
     return (f"{m['modes_covered']}/{m['modes_total']} modes covered (>= {m['mode_min_count']} of {m['n']} "
-            f"samples){hq}, mode KL {m['mode_kl']:.4f}")
+            f"samples){hq}, mode KL {m['mode_kl']:.4f}{parts}")
