@@ -58,7 +58,7 @@ def main(
         )
         from ganforge.metrics.inception import inception_fid, weights_path
         from ganforge.metrics.modes import ModeTable, describe, evaluate_modes
-        from ganforge.metrics.stacked import digit_kls, stacked_modes
+        from ganforge.metrics.stacked import read_stacked, stacked_metrics
         from ganforge.sampling import load_samples
 
         weights = weights_path(cfg.inception_weights) if cfg.inception else None  # fail before any work
@@ -80,13 +80,13 @@ def main(
                 table = ModeTable.load(evaluator)
                 modes, n_modes = table.assign(images), len(table.centres)
             else:  # Stacked MNIST: the MNIST judge reads each channel
-                modes, n_modes = stacked_modes(load_evaluator(evaluator, device)[0], images, device), 1000
+                modes, clear = read_stacked(load_evaluator(evaluator, device)[0], images, device)
+                n_modes = 1000
             floor = read_json(evaluator_results / "metrics.json", "rerun the evaluator stage")["floor"]
             metrics, hist = evaluate_modes(modes, n_modes, evaluator_results / "reference.npz", floor,
                                            cfg.modes.min_count)
-            if not is_points(images):
-                del metrics["high_quality"]  # every image has a mode
-                metrics.update(digit_kls(modes))
+            if not is_points(images):  # the same counts, with Stacked MNIST's own parts
+                metrics = stacked_metrics(modes, clear, cfg.modes.min_count)
             _write(out, metrics, hist, [])
             run.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()}})
             for f in ("metrics.json", "class_hist.tsv", "per_class.tsv"):

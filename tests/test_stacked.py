@@ -39,7 +39,7 @@ def test_the_mode_kl_splits_into_the_digit_shares_and_the_channels_dependence():
     rng = np.random.default_rng(0)
     shares = np.array([0.3, 0.02, *[0.68 / 8] * 8])  # too many 0s, too few 1s in every channel
     digits = rng.choice(10, size=(200_000, 3), p=shares)
-    m = stacked_metrics(modes_of_digits(digits.ravel()), min_count=1)
+    m = stacked_metrics(modes_of_digits(digits.ravel()), np.ones(200_000, bool), min_count=1)
     expected = float((shares * np.log(shares * 10)).sum())
     for c in "rgb":  # each channel's share KL, up to sampling noise
         assert m[f"digit_kl_{c}"] == pytest.approx(expected, abs=0.005)
@@ -120,4 +120,17 @@ def test_evaluator_and_evaluate_count_1000_modes(tiny_stacked_dir, tmp_path):
         assert m[f"digit_kl_{c}"] == pytest.approx(np.log(10))
     assert m["channel_dependence"] == pytest.approx(0, abs=1e-9)
     assert "channel dependence" in proc.stdout and "digit_kl_r" in judge["floor"]
+    assert m["clear_samples"] in (0.0, 1.0) and "read clearly" in proc.stdout  # one image, read one way
+
+    from ganforge.metrics.evaluator import load_evaluator
+    from ganforge.metrics.stacked import read_stacked
+
+    net, _ = load_evaluator(tmp_path / "models/evaluator.pt")
+    x_test, y_test = load_split(tiny_stacked_dir, "test")
+    modes, clear = read_stacked(net, x_test, "cpu")
+    assert clear.dtype == bool and clear.shape == (len(x_test),)
+    assert (modes[clear] == y_test[clear]).mean() > (modes[~clear] == y_test[~clear]).mean()  # clear = right
+    noise = np.random.default_rng(0).integers(0, 256, x_test.shape, dtype=np.uint8)
+    assert read_stacked(net, noise, "cpu")[1].mean() < clear.mean()  # noise is read clearly less often
+    assert judge["floor"]["clear_samples"] > 0.5
     assert len((tmp_path / "results/evaluate/class_hist.tsv").read_text().splitlines()) == MODES + 1

@@ -120,8 +120,10 @@ def evaluate_modes(modes: np.ndarray, n_modes: int, reference: str | Path, floor
 def describe(m: dict) -> str:
     """One line of mode metrics, as the stages print them."""
     hq = f", {m['high_quality']:.1%} high quality (within 3 std)" if "high_quality" in m else ""
+    if "clear_samples" in m:  # Stacked MNIST: metrics/stacked.py
+        hq = f", {m['clear_samples']:.1%} with all three digits read clearly"
     parts = (f" = digits r {m['digit_kl_r']:.4f} + g {m['digit_kl_g']:.4f} + b {m['digit_kl_b']:.4f} "
              f"+ channel dependence {m['channel_dependence']:.4f}"
-             if "channel_dependence" in m else "")  # Stacked MNIST: metrics/stacked.py
+             if "channel_dependence" in m else "")
     return (f"{m['modes_covered']}/{m['modes_total']} modes covered (>= {m['mode_min_count']} of {m['n']} "
             f"samples){hq}, mode KL {m['mode_kl']:.4f}{parts}")
