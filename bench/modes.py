@@ -80,11 +80,11 @@ def command(name: str) -> list[str]:
 
 def table(names: list[str]) -> str:
     """Markdown rows for the named recipes, from the runs in the workspace's MLflow store."""
-    rows = ["| recipe | modes covered | high quality | mode KL | samples (min count) | budget | "
-            "train wall-clock | command |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| recipe | modes covered | high quality (Stacked: clear) | mode KL | samples (min count) | "
+            "budget | train wall-clock | command |", "|---|---|---|---|---|---|---|---|"]
     for name, r, minutes in latest_runs(names):
         m, p = r.data.metrics, r.data.params
-        hq = f"{m['high_quality']:.1%}" if "high_quality" in m else "-"
+        hq = next((f"{m[k]:.1%}" for k in ("high_quality", "clear_samples") if k in m), "-")
         steps = float(p["train.kimg"]) * 1000 / int(p["train.batch_size"])
         rows.append(f"| {name} | {m.get('modes_covered', float('nan')):.0f}/{m.get('modes_total', 0):.0f} | "
                     f"{hq} | {m.get('mode_kl', float('nan')):.3f} | {m.get('n', 0):.0f} "

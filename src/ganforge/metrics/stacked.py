@@ -40,10 +40,6 @@ def read_stacked(net: Evaluator, images: np.ndarray, device: torch.device | str
     return modes_of_digits(probs.argmax(axis=1)), (probs.max(axis=1) >= CLEAR).reshape(-1, 3).all(axis=1)
 
 
-def stacked_modes(net: Evaluator, images: np.ndarray, device: torch.device | str) -> np.ndarray:
-    return read_stacked(net, images, device)[0]
-
-
 def digit_kls(modes: np.ndarray) -> dict:
     """The mode KL split into its parts (module docstring): digit_kl_r, digit_kl_g, digit_kl_b and
     channel_dependence, which sum to the KL of the 1000-mode histogram from uniform."""
