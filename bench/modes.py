@@ -70,6 +70,9 @@ RECIPES["stacked-hinge-sn-mbstd-pack2-2000kimg"] = [*RECIPES["stacked-hinge-sn-m
 # draws three digits at once, so give it and D the seed DCGAN's 64 channels
 RECIPES["stacked-hinge-sn-mbstd-64ch-500kimg"] = [*STACKED_LONG, "train.mbstd_group=4", "train.g_channels=64",
                                                   "train.d_channels=64"]
+# 64 channels beat 32 at 500 kimg (992 modes, KL 0.35 against 975, 0.56) and length beat packing: both
+RECIPES["stacked-hinge-sn-mbstd-64ch-1000kimg"] = [*RECIPES["stacked-hinge-sn-mbstd-64ch-500kimg"],
+                                                   "train.kimg=1000"]
 
 
 def command(name: str) -> list[str]:
