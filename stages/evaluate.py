@@ -47,6 +47,7 @@ def main(
         device = resolve_device(cfg.device)
 
         from ganforge.data.prepared import is_points
+        from ganforge.data.stacked import MODES
         from ganforge.errors import GanforgeError
         from ganforge.io import read_json
         from ganforge.metrics import (
@@ -57,7 +58,7 @@ def main(
             load_evaluator_metrics,
         )
         from ganforge.metrics.inception import inception_fid, weights_path
-        from ganforge.metrics.modes import ModeTable, describe, evaluate_modes
+        from ganforge.metrics.modes import ModeTable, describe, mode_metrics, mode_rows
         from ganforge.metrics.stacked import read_stacked, stacked_metrics
         from ganforge.sampling import load_samples
 
@@ -79,14 +80,13 @@ def main(
             if is_points(images):  # toy 2-D data: with the evaluator stage's mode table
                 table = ModeTable.load(evaluator)
                 modes, n_modes = table.assign(images), len(table.centres)
+                metrics = mode_metrics(modes, n_modes, cfg.modes.min_count)
             else:  # Stacked MNIST: the MNIST judge reads each channel
                 modes, clear = read_stacked(load_evaluator(evaluator, device)[0], images, device)
-                n_modes = 1000
-            floor = read_json(evaluator_results / "metrics.json", "rerun the evaluator stage")["floor"]
-            metrics, hist = evaluate_modes(modes, n_modes, evaluator_results / "reference.npz", floor,
-                                           cfg.modes.min_count)
-            if not is_points(images):  # the same counts, with Stacked MNIST's own parts
+                n_modes = MODES
                 metrics = stacked_metrics(modes, clear, cfg.modes.min_count)
+            floor = read_json(evaluator_results / "metrics.json", "rerun the evaluator stage")["floor"]
+            hist = mode_rows(modes, n_modes, evaluator_results / "reference.npz", floor)
             _write(out, metrics, hist, [])
             run.log_metrics({**metrics, **{f"floor.{k}": v for k, v in floor.items()}})
             for f in ("metrics.json", "class_hist.tsv", "per_class.tsv"):

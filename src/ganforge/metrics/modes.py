@@ -97,11 +97,12 @@ def mode_judge(info: dict, x_train: np.ndarray, x_test: np.ndarray, floor_n: int
     return table, metrics, counts / max(counts.sum(), 1)
 
 
-def evaluate_modes(modes: np.ndarray, n_modes: int, reference: str | Path, floor: dict, min_count: int
-                   ) -> tuple[dict, list[tuple[int, float, float]]]:
-    """The evaluate stage's work once each sample's mode is known (`modes` [N], -1 = none): (metrics.json,
-    class_hist.tsv rows (mode, real share, generated share)). reference: the evaluator stage's
-    reference.npz (the real test split's mode shares); floor: its real-data floor (same sample size)."""
+def mode_rows(modes: np.ndarray, n_modes: int, reference: str | Path, floor: dict
+              ) -> list[tuple[int, float, float]]:
+    """The evaluate stage's class_hist.tsv rows (mode, real share, generated share) once each sample's mode
+    is known (`modes` [N], -1 = none), after checking the real-data floor was judged on as many samples (the
+    counts depend on it). reference: the evaluator stage's reference.npz (the real test split's mode shares);
+    floor: its real-data floor."""
     if floor["n"] != len(modes):
         raise GanforgeError(f"{len(modes)} samples, but the real-data floor was judged on {floor['n']}: "
                             "rerun the stale stage (dvc repro)")
@@ -113,15 +114,17 @@ def evaluate_modes(modes: np.ndarray, n_modes: int, reference: str | Path, floor
                             "repro evaluator)") from None
     counts = mode_histogram(modes, n_modes)
     generated = counts / max(counts.sum(), 1)
-    rows = [(i, float(real[i]), float(generated[i])) for i in range(n_modes)]
-    return mode_metrics(modes, n_modes, min_count), rows
+    return [(i, float(real[i]), float(generated[i])) for i in range(n_modes)]
 
 
 def describe(m: dict) -> str:
     """One line of mode metrics, as the stages print them."""
-    hq = f", {m['high_quality']:.1%} high quality (within 3 std)" if "high_quality" in m else ""
     if "clear_samples" in m:  # Stacked MNIST: metrics/stacked.py
         hq = f", {m['clear_samples']:.1%} with all three digits read clearly"
+    elif "high_quality" in m:
+        hq = f", {m['high_quality']:.1%} high quality (within 3 std)"
+    else:
+        hq = ""
     parts = (f" = digits r {m['digit_kl_r']:.4f} + g {m['digit_kl_g']:.4f} + b {m['digit_kl_b']:.4f} "
              f"+ channel dependence {m['channel_dependence']:.4f}"
              if "channel_dependence" in m else "")

@@ -23,7 +23,7 @@ import torch
 
 from ganforge.data.stacked import MODES, modes_of_digits, unstack
 from ganforge.errors import GanforgeError
-from ganforge.metrics.evaluator import Evaluator, accuracy, extract, train_evaluator
+from ganforge.metrics.evaluator import Evaluator, FeatureSet, accuracy, extract, train_evaluator
 from ganforge.metrics.modes import kl_from_uniform, mode_histogram, mode_metrics
 
 CLEAR = 0.9  # a digit is read clearly when the judge gives its class at least this probability
@@ -36,8 +36,12 @@ def read_stacked(net: Evaluator, images: np.ndarray, device: torch.device | str
     if images.ndim != 4 or images.shape[1] != 3:
         raise GanforgeError(f"Stacked MNIST samples must be [N, 3, 28, 28], got {list(images.shape)}")
     digits, _ = unstack(images, np.zeros(len(images), np.int64))
-    probs = extract(net, digits, device).probs
-    return modes_of_digits(probs.argmax(axis=1)), (probs.max(axis=1) >= CLEAR).reshape(-1, 3).all(axis=1)
+    return _modes(extract(net, digits, device))
+
+
+def _modes(read: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
+    """The judge's reading of unstacked digits (R, G, B of each image in turn) -> read_stacked's pair."""
+    return modes_of_digits(read.probs.argmax(axis=1)), (read.probs.max(axis=1) >= CLEAR).reshape(-1, 3).all(1)
 
 
 def digit_kls(modes: np.ndarray) -> dict:
@@ -73,9 +77,9 @@ def stacked_judge(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, 
                           batch_size=batch_size, lr=lr, seed=seed, device=torch.device(device),
                           progress=progress)
     test_digits, test_digit_labels = unstack(x_test, y_test)
-    test_modes, test_clear = read_stacked(net, x_test, device)
-    metrics = {"judge": "stacked-mnist",
-               "accuracy": accuracy(extract(net, test_digits, device), test_digit_labels),
+    test_read = extract(net, test_digits, device)  # once, for the digit accuracy and the modes
+    test_modes, test_clear = _modes(test_read)
+    metrics = {"judge": "stacked-mnist", "accuracy": accuracy(test_read, test_digit_labels),
                "test_n": len(x_test), "test_mode_accuracy": float((test_modes == y_test).mean()),
                "test": stacked_metrics(test_modes, test_clear, min_count),
                "floor": stacked_metrics(*read_stacked(net, x_train[:floor_n], device), min_count)}
