@@ -18,7 +18,7 @@ import time
 import torch
 
 from ganforge.data.toy import toy_splits
-from ganforge.metrics.modes import ModeTable, mode_metrics
+from ganforge.metrics.modes import ModeTable, mode_histogram, mode_metrics
 from ganforge.nets import ARCHITECTURES, architectures_for
 from ganforge.sampling import generate
 from ganforge.train.loop import train
@@ -70,6 +70,9 @@ G = result.G_ema if a.ema else result.G
 if a.save:
     torch.save(G.state_dict(), a.save)
 points = generate(G, 2500, seed=10**6, batch_size=2500)
-m = mode_metrics(ModeTable.of(info).assign(points), len(info["centres"]), 20)
+modes = ModeTable.of(info).assign(points)
+m = mode_metrics(modes, len(info["centres"]), 20)
 print(json.dumps({"args": vars(a), "seconds": round(time.time() - t0),
-                  **{k: m[k] for k in ("modes_covered", "high_quality", "mode_kl")}}), flush=True)
+                  **{k: m[k] for k in ("modes_covered", "high_quality", "mode_kl")},
+                  # per mode, in info.json order (grid25: row by row): which modes are missing, and how badly
+                  "mode_counts": mode_histogram(modes, len(info["centres"])).tolist()}), flush=True)
