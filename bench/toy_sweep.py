@@ -39,7 +39,8 @@ ap.add_argument("--gw", type=int, default=128, help="G's width")
 ap.add_argument("--dw", type=int, default=128, help="D's width")
 ap.add_argument("--steps", type=int, default=10000, help="G steps")
 ap.add_argument("--batch", type=int, default=512)
-ap.add_argument("--lr", type=float, default=1e-3, help="Adam lr of G and D")
+ap.add_argument("--lr", type=float, default=1e-3, help="Adam lr of G (and of D unless --lrd)")
+ap.add_argument("--lrd", type=float, default=None, help="Adam lr of D (TTUR; default: --lr)")
 ap.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 of G and D")
 ap.add_argument("--beta2", type=float, default=0.999, help="Adam beta2 of G and D")
 ap.add_argument("--decay", default="linear", help="none | linear")
@@ -60,7 +61,7 @@ result = train(
     splits["train"][0], seed=a.seed, data_hash="toy-sweep", arch=a.arch, g_spectral_norm=False,
     d_spectral_norm=a.sn, loss=a.loss, reg=a.reg, reg_weight=a.regw, reg_every=1, augment="", z_dim=a.z,
     g_channels=a.gw, d_channels=a.dw, batch_size=a.batch, lr_g=a.lr, beta1_g=a.beta1, beta2_g=a.beta2,
-    lr_d=a.lr, beta1_d=a.beta1, beta2_d=a.beta2, d_steps=a.dsteps, pack=a.pack, mbstd_group=a.mbstd,
+    lr_d=a.lrd or a.lr, beta1_d=a.beta1, beta2_d=a.beta2, d_steps=a.dsteps, pack=a.pack, mbstd_group=a.mbstd,
     lr_decay=a.decay, kimg=a.steps * a.batch * a.dsteps / 1000, ema_enabled=a.ema > 0,
     ema_decay=a.ema or 0.999, eval_every=0, eval_n=0,
     device="cpu", fast="off", conditional=False, fake_labels="uniform", label_matching=0,
