@@ -83,7 +83,7 @@ pull() {
 }
 
 # RETRAIN_OVERRIDES -> overrides=(-S key=value ...). `dvc exp run -S` accepts far more than params.yaml
-# settings: `FILE:key=...` rewrites any YAML, TOML, JSON or Python file (src/ganforge/train/loop.py:X=...),
+# settings: `FILE:key=...` rewrites any YAML, TOML, JSON or Python file (src/ganforge/src/ganforge/tasks/generation.py:X=...),
 # and values go through Hydra and OmegaConf (${oc.env:AWS_SECRET_ACCESS_KEY} would write a secret into
 # params.yaml). So a key is dotted names only and must be a setting that params.yaml already has, and a
 # value is a plain number, boolean, null or word; anything else stops the script (exit 2) before any work.

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "stages", "src", ".dvc/config", ".dvc/.gitignore", ".gitignore")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "recipes", "stages", "src", ".dvc/config", ".dvc/.gitignore", ".gitignore")
 
 
 def run_stage(stage: str, *args: str, cwd: Path | str = ROOT, env: dict | None = None,
@@ -128,21 +128,41 @@ def untrained_generator(seed: int = 0, arch: str = "dcgan", spectral_norm: bool 
     return G.eval()
 
 
-def tiny_train_kwargs(**overrides) -> dict:
-    """ganforge.train.train()'s arguments for a tiny but real run: 8/8-channel DCGAN, batch 32, the seed
-    recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for both, no packing or
-    minibatch stddev), CPU, no progress bar.
-    """
-    kwargs = dict(seed=0, data_hash="tiny", arch="dcgan", g_spectral_norm=False, d_spectral_norm=False,
-                  loss="ns", reg="none", reg_weight=1.0, reg_every=1, augment="", z_dim=16, g_channels=8,
-                  d_channels=8, batch_size=32, lr_g=2e-4, beta1_g=0.5, beta2_g=0.999, lr_d=2e-4, beta1_d=0.5,
-                  beta2_d=0.999, d_steps=1, lr_decay="none", kimg=0.32, ema_enabled=True, ema_decay=0.999,
-                  eval_every=0, eval_n=0, device="cpu", fast="auto", conditional=False, fake_labels="uniform",
-                  label_matching=0.0,
-                  log_every=5, image_every=10, ckpt_every=5, progress=False, pack=1, mbstd_group=0)
-    unknown = set(overrides) - set(kwargs)
-    assert not unknown, f"not train() arguments: {unknown}"
-    return {**kwargs, **overrides}
+# A tiny but real run: the seed recipe (ns loss, no regulariser or augmentation, Adam 2e-4 (0.5, 0.999) for
+# both, no packing or minibatch stddev) at 8/8 channels, z of 16, batch 32, 10 steps, on the CPU. Dotted
+# params keys laid over params.yaml: tests vary them with the same names a user writes.
+TINY = {"base.seed": 0, "train.device": "cpu", "train.fast": "auto", "train.arch": "dcgan",
+        "train.spectral_norm.g": False, "train.spectral_norm.d": False, "train.loss": "ns",
+        "train.reg.kind": "none", "train.reg.weight": 1.0, "train.reg.every": 1, "train.augment": "",
+        "train.z_dim": 16, "train.g_channels": 8, "train.d_channels": 8, "train.batch_size": 32,
+        "train.g.lr": 2e-4, "train.d.lr": 2e-4, "train.d_steps": 1, "train.lr_decay": "none",
+        "train.kimg": 0.32, "train.ema.enabled": True, "train.ema.decay": 0.999, "train.eval.every_kimg": 0,
+        "train.conditional": False, "train.fake_labels": "uniform", "train.label_matching": 0.0,
+        "train.log_every": 5, "train.image_every": 10, "train.ckpt_every": 5, "train.pack": 1,
+        "train.mbstd_group": 0}
+
+
+def tiny_params(overrides: dict | None = None, root: Path = ROOT):
+    """Validated params (base and train sections): params.yaml, TINY, then `overrides` ({'train.kimg': 0.64})."""
+    from ganforge.config import parse_params
+
+    raw = apply_overrides(yaml.safe_load((root / "params.yaml").read_text()), {**TINY, **(overrides or {})})
+    return parse_params(raw, root / "params.yaml", sections=("base", "train"))
+
+
+def tiny_fit(x_train, y_train=None, num_classes: int = 0, overrides: dict | None = None, *,
+             data_hash: str = "tiny", world=None, **engine):
+    """Build the z -> image task from tiny_params(overrides) and train it with the engine, as the train stage
+    does (without MLflow); `engine` overrides the engine's arguments (checkpoint_path, resume, evaluate,
+    eval_every, stop, ...). Returns the engine's TrainResult."""
+    import torch
+
+    from ganforge.train import build, train
+
+    p = tiny_params(overrides)
+    built = build(p, x_train, y_train, num_classes, data_hash=data_hash, device=torch.device(p.train.device),
+                  world=world)
+    return train(built.task, **{**built.engine, "progress": False, **engine})
 
 
 # Stage subprocesses on one torch thread: the test nets are tiny, and two threads fighting other processes

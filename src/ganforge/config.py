@@ -8,7 +8,7 @@ losses, architectures, ...) come from the registries that implement them, never 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -16,9 +16,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
-    ValidationInfo,
     field_validator,
+    model_serializer,
 )
 
 from ganforge.errors import ConfigError
@@ -90,16 +91,50 @@ class SpectralNorm(Section):
 
 
 class Regularizer(Section):
-    kind: str
-    weight: float = Field(gt=0)  # R1's gamma or GP's lambda
+    kind: str  # a key of losses.REGULARIZERS, or several joined by + (r1+r2)
+    weight: float = Field(gt=0)  # R1/R2's gamma or GP's lambda
     every: int = Field(ge=1)  # lazy regularisation interval (D steps)
 
     @field_validator("kind")
     @classmethod
     def _known_regularizer(cls, v: str) -> str:
-        from ganforge.losses import REGULARIZERS
+        from ganforge.losses import regularizer_names
 
-        return _registered("regulariser", tuple(REGULARIZERS), v)
+        try:
+            regularizer_names(v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+
+class Choice(Section):
+    """A registry entry and its settings: params.yaml writes `key: name` for an entry without settings, or
+    `key: {kind: name, <setting>: value, ...}`; the settings are validated by the entry's own pydantic
+    model (its `Settings`), so a new entry brings its keys with it and no list here changes."""
+
+    kind: str
+    settings: dict[str, Any]
+
+    @classmethod
+    def of(cls, value: Any, registry: dict, what: str) -> Choice:
+        raw = {"kind": value} if isinstance(value, str) else dict(value or {})
+        kind = raw.pop("kind", None)
+        if not isinstance(kind, str):
+            raise ValueError(f"give a {what} name, or a mapping with `kind:` and its settings")
+        _registered(what, tuple(registry), kind)
+        model = registry[kind].Settings
+        try:
+            settings = model.model_validate(raw)
+        except ValidationError as e:
+            lines = [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+            raise ValueError(f"{kind}'s settings ({', '.join(model.model_fields) or 'none'}): "
+                             + "; ".join(lines)) from None
+        return cls(kind=kind, settings=settings.model_dump())
+
+    @model_serializer
+    def _as_written(self) -> str | dict:
+        """Back to the params form: the name alone when the entry has no settings."""
+        return {"kind": self.kind, **self.settings} if self.settings else self.kind
 
 
 class TrainEval(Section):
@@ -114,7 +149,7 @@ class Train(Section):
     resume: Literal["auto", "never"]
     arch: str
     spectral_norm: SpectralNorm
-    loss: str
+    loss: Choice  # a key of losses.LOSSES, with its settings (Choice)
     reg: Regularizer
     augment: str
     z_dim: int = Field(ge=1)
@@ -138,12 +173,19 @@ class Train(Section):
     pack: int = Field(ge=1)  # PacGAN packing degree; 1 = off
     mbstd_group: int = Field(ge=0)  # minibatch-stddev group size; 0 = off
 
-    @field_validator("loss")
+    # What a run may change and still continue a checkpoint: its length (a longer run continues a shorter
+    # one), where it runs (the number of processes: every rank draws the same global batches; the device
+    # enters as its type), whether it resumes, and the report intervals. Every other key, validated, plus
+    # the data and the code, is what a checkpoint must match (ganforge.train.run.trajectory_config).
+    NOT_TRAJECTORY: ClassVar[tuple[str, ...]] = ("device", "nproc", "resume", "kimg", "log_every",
+                                                 "image_every", "ckpt_every")
+
+    @field_validator("loss", mode="before")
     @classmethod
-    def _known_loss(cls, v: str) -> str:
+    def _known_loss(cls, v: Any) -> Choice:
         from ganforge.losses import LOSSES
 
-        return _registered("loss", tuple(LOSSES), v)
+        return v if isinstance(v, Choice) else Choice.of(v, LOSSES, "loss")
 
     @field_validator("fake_labels")
     @classmethod
@@ -151,16 +193,6 @@ class Train(Section):
         from ganforge.nets.conditional import FAKE_LABELS
 
         return _registered("fake_labels choice", FAKE_LABELS, v)
-
-    @field_validator("label_matching")
-    @classmethod
-    def _label_matching_needs_classes(cls, v: float, info: ValidationInfo) -> float:
-        # checked with the params, so that a torchrun launch (train.nproc > 1) is refused before it starts
-        if v and not info.data.get("conditional"):
-            from ganforge.losses.label import NEEDS_CONDITIONAL
-
-            raise ValueError(NEEDS_CONDITIONAL)
-        return v
 
     @field_validator("arch")
     @classmethod
@@ -217,6 +249,9 @@ class Synthesize(Section):
 
 
 class Params(Section):
+    """Every section, validated. `raw` is the mapping they were validated from: params.yaml with its recipe
+    laid over it (what a run writes beside its results as the effective params)."""
+
     base: Base
     download: Download
     evaluator: Evaluator
@@ -224,6 +259,11 @@ class Params(Section):
     sample: Sample
     evaluate: Evaluate
     synthesize: Synthesize
+    _raw: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def raw(self) -> dict:
+        return self._raw
 
 
 def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:
@@ -244,6 +284,50 @@ def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:
     return f"{loc}: {err['msg']} (got {err.get('input')!r})"
 
 
+RECIPE_KEY = "recipe"  # params.yaml's top-level key naming the recipe: a file recipes/<name>.yaml, or null
+RECIPES_DIR = "recipes"  # beside params.yaml
+BUDGET_KEYS = (("train", "kimg"),)  # a recipe never sets them: a row's budget is its own -S flag
+
+
+def recipe_names(root: Path) -> list[str]:
+    return sorted(f.stem for f in (root / RECIPES_DIR).glob("*.yaml"))
+
+
+def apply_recipe(raw: dict, root: Path) -> dict:
+    """params.yaml with its recipe laid over it, key by key (a recipe is a partial params file: the keys it
+    sets win). `recipe: null` = params.yaml as it is. An unknown recipe, or one that sets a budget key or a
+    key params.yaml does not have, is a ConfigError listing what is allowed."""
+    name = raw.get(RECIPE_KEY)
+    if name is None:
+        return raw
+    names = recipe_names(root)
+    if not isinstance(name, str) or name not in names:
+        raise ConfigError(f"{RECIPE_KEY}: unknown recipe {name!r} (recipes in {root / RECIPES_DIR}: "
+                          f"{', '.join(names) or 'none'}; null = none)")
+    path = root / RECIPES_DIR / f"{name}.yaml"
+    try:
+        recipe = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+
+    def lay(base: dict, over: dict, where: str) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            dotted = f"{where}{key}"
+            if key not in base:
+                raise ConfigError(f"recipe {name}: {dotted} is not a params.yaml key")
+            if tuple(dotted.split(".")) in BUDGET_KEYS:
+                raise ConfigError(f"recipe {name}: sets {dotted}, the budget; give it on the command line "
+                                  f"(-S {dotted}=...) instead")
+            both_maps = isinstance(value, dict) and isinstance(base[key], dict) and "kind" not in value
+            out[key] = lay(base[key], value, f"{dotted}.") if both_maps else value
+        return out
+
+    if not isinstance(recipe, dict) or RECIPE_KEY in recipe:
+        raise ConfigError(f"{path} must be a mapping of params sections (and not name a recipe itself)")
+    return lay(raw, recipe, "")
+
+
 def parse_params(raw: dict | None, path: str | Path = "params.yaml",
                  sections: tuple[str, ...] = ()) -> Params:
     """Validate a params mapping; raise ConfigError (exit 2) listing every bad key.
@@ -251,10 +335,10 @@ def parse_params(raw: dict | None, path: str | Path = "params.yaml",
     sections: validate only these (a stage reads only its own, so it neither fails on nor imports the
     registries of another stage's section); the others are left unset. Empty = every section.
     """
-    raw = raw or {}
+    raw = apply_recipe(raw or {}, Path(path).parent)
     names = sections or tuple(Params.model_fields)
-    lines = [f"{k}: unknown section (allowed: {', '.join(Params.model_fields)})"
-             for k in raw if k not in Params.model_fields]
+    lines = [f"{k}: unknown section (allowed: {', '.join(Params.model_fields)}, {RECIPE_KEY})"
+             for k in raw if k not in Params.model_fields and k != RECIPE_KEY]
     validated = {}
     for name in names:
         model = Params.model_fields[name].annotation
@@ -267,7 +351,9 @@ def parse_params(raw: dict | None, path: str | Path = "params.yaml",
             lines += [_describe(err, model, f"{name}.") for err in e.errors()]
     if lines:
         raise ConfigError(f"invalid params in {path}:\n  " + "\n  ".join(lines))
-    return Params.model_construct(**validated)
+    params = Params.model_construct(**validated)
+    params._raw = raw
+    return params
 
 
 def load_params(path: str | Path = "params.yaml", *sections: str) -> Params:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganforge.losses.base import Critic, Loss, Stats, mean_detached
+from ganforge.losses.base import Loss, Stats, mean_detached
 
 
 def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -31,22 +31,17 @@ class _OriginalGAN(Loss):
     UNBOUNDED_OUTPUT = False  # the stats are probabilities in [0, 1]
     NEEDS_CONSTRAINT = False
 
-    def d_loss(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        """x_fake must already be detached: this phase must not reach G's weights."""
-        logits_real = D(x_real)  # [B]
-        logits_fake = D(x_fake)  # [B]
-        loss = _bce(logits_real, 1.0) + _bce(logits_fake, 0.0)
-        return loss, {"d_real": mean_detached(torch.sigmoid(logits_real.detach())),
-                      "d_fake": mean_detached(torch.sigmoid(logits_fake.detach()))}
+    def d_loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
+        loss = _bce(out_real, 1.0) + _bce(out_fake, 0.0)
+        return loss, {"d_real": mean_detached(torch.sigmoid(out_real.detach())),
+                      "d_fake": mean_detached(torch.sigmoid(out_fake.detach()))}
 
 
 class NonSaturatingLoss(_OriginalGAN):
-    def g_loss(self, D: Critic, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        logits_fake = D(x_fake)  # [B]; gradients flow through D into G (D's own grads are discarded)
-        return _bce(logits_fake, 1.0), {}  # -mean log D(G(z))
+    def g_loss(self, out_fake: torch.Tensor, out_real: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        return _bce(out_fake, 1.0), {}  # -mean log D(G(z))
 
 
 class MinimaxLoss(_OriginalGAN):
-    def g_loss(self, D: Critic, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        logits_fake = D(x_fake)  # [B]
-        return -_bce(logits_fake, 0.0), {}  # mean log(1 - D(G(z)))
+    def g_loss(self, out_fake: torch.Tensor, out_real: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        return -_bce(out_fake, 0.0), {}  # mean log(1 - D(G(z)))

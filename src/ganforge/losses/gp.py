@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import torch
 
-from ganforge.losses.base import Critic, Regularizer, Stats, checked_settings, input_gradient, mean_detached
+from ganforge.losses.base import Critic, Regularizer, Stats, input_gradient, mean_detached
 
 
 class GradientPenalty(Regularizer):
     STATS = ("gp_penalty", "gp_grad_norm")  # lambda E(||g|| - 1)^2 (not times every), and E||g|| (-> 1)
 
-    def __init__(self, weight: float, every: int):
-        self.lambda_, self.every = checked_settings("gp lambda", weight, every)  # weight = lambda
-
-    def penalty(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor,
-                generator: torch.Generator) -> tuple[torch.Tensor, Stats]:
-        """x_fake: G's images, detached or not (only the interpolate is differentiated, never G)."""
+    def penalty(self, D: Critic, x_real: torch.Tensor, c_real: torch.Tensor | None, x_fake: torch.Tensor,
+                c_fake: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, Stats]:
+        """x_fake: G's images, detached or not (only the interpolate is differentiated, never G). A
+        conditional D judges each interpolate with the real image's class, as conditional WGAN-GP does."""
         b = x_real.shape[0]
         # [B, 1, 1, 1] ~ U[0, 1): one point on each real-fake line
         eps = torch.rand(b, 1, 1, 1, dtype=x_real.dtype, device=x_real.device, generator=generator)
         x_hat = eps * x_real.detach() + (1 - eps) * x_fake.detach()  # [B, C, H, W]
-        grad = input_gradient(D, x_hat)  # [B, C, H, W]
+        grad = input_gradient(D, x_hat, c_real)  # [B, C, H, W]
         norm = torch.linalg.vector_norm(grad.flatten(1), dim=1)  # [B]
-        gp = self.lambda_ * (norm - 1).square().mean()
+        gp = self.weight * (norm - 1).square().mean()
         return gp * self.every, {"gp_penalty": gp.detach(), "gp_grad_norm": mean_detached(norm)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ganforge.losses.base import Critic, Loss, Stats, mean_detached
+from ganforge.losses.base import Loss, Stats, mean_detached
 
 
 class HingeLoss(Loss):
@@ -21,11 +21,9 @@ class HingeLoss(Loss):
     UNBOUNDED_OUTPUT = False
     NEEDS_CONSTRAINT = False
 
-    def d_loss(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        out_real = D(x_real)  # [B]
-        out_fake = D(x_fake)  # [B]
+    def d_loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = F.relu(1 - out_real).mean() + F.relu(1 + out_fake).mean()
         return loss, {"logit_real": mean_detached(out_real), "logit_fake": mean_detached(out_fake)}
 
-    def g_loss(self, D: Critic, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        return -D(x_fake).mean(), {}
+    def g_loss(self, out_fake: torch.Tensor, out_real: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        return -out_fake.mean(), {}

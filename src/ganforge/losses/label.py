@@ -13,7 +13,6 @@ directly, which is what conditional accuracy measures.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -21,10 +20,6 @@ import torch.nn.functional as F
 
 from ganforge.errors import ConfigError
 from ganforge.losses.base import Stats
-
-# D's class logits of images: [B, C, H, W] -> [B, K]
-Classifier = Callable[[torch.Tensor], torch.Tensor]
-
 
 # why a non-conditional run refuses the term: said by the params check (config.Train) and by train()
 NEEDS_CONDITIONAL = ("the class term reads the projection D's classes; it needs train.conditional: true (or "
@@ -45,15 +40,16 @@ class LabelMatching:
             raise ConfigError(f"train.label_matching must be > 0 for the class term (0: off), got {weight}")
         self.weight = float(weight)
 
-    def _term(self, classes: Classifier, x: torch.Tensor, y: torch.Tensor,
-              key: str) -> tuple[torch.Tensor, Stats]:
-        ce = F.cross_entropy(classes(x).float(), y)  # fp32: the log-softmax of bf16 logits loses the margin
+    def _term(self, logits: torch.Tensor, y: torch.Tensor, key: str) -> tuple[torch.Tensor, Stats]:
+        ce = F.cross_entropy(logits.float(), y)  # fp32: the log-softmax of bf16 logits loses the margin
         return self.weight * ce, {key: ce.detach()}
 
-    def d_term(self, classes: Classifier, x_real: torch.Tensor, y_real: torch.Tensor):
-        """(weighted CE of D's classes for the real batch and its labels, stats): added to L_d."""
-        return self._term(classes, x_real, y_real, "class_ce_real")
+    def d_term(self, logits_real: torch.Tensor, y_real: torch.Tensor):
+        """(weighted CE of D's class logits [B, K] of the real batch against its labels, stats): added to
+        L_d."""
+        return self._term(logits_real, y_real, "class_ce_real")
 
-    def g_term(self, classes: Classifier, x_fake: torch.Tensor, y_fake: torch.Tensor):
-        """(weighted CE of D's classes for G's images and the classes asked of G, stats): added to L_g."""
-        return self._term(classes, x_fake, y_fake, "class_ce_fake")
+    def g_term(self, logits_fake: torch.Tensor, y_fake: torch.Tensor):
+        """(weighted CE of D's class logits of G's images against the classes asked of G, stats): added
+        to L_g."""
+        return self._term(logits_fake, y_fake, "class_ce_fake")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ganforge.losses.base import Critic, Loss, Stats, mean_detached
+from ganforge.losses.base import Loss, Stats, mean_detached
 
 FAKE_TARGET, REAL_TARGET, G_TARGET = 0.0, 1.0, 1.0  # a, b, c of Mao et al.: part of the formulation
 
@@ -25,11 +25,9 @@ class LeastSquaresLoss(Loss):
     UNBOUNDED_OUTPUT = False  # the quadratic pulls scores to 0 / 1
     NEEDS_CONSTRAINT = False
 
-    def d_loss(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        out_real = D(x_real)  # [B]
-        out_fake = D(x_fake)  # [B]
+    def d_loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = 0.5 * (out_real - REAL_TARGET).square().mean() + 0.5 * (out_fake - FAKE_TARGET).square().mean()
         return loss, {"score_real": mean_detached(out_real), "score_fake": mean_detached(out_fake)}
 
-    def g_loss(self, D: Critic, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        return 0.5 * (D(x_fake) - G_TARGET).square().mean(), {}
+    def g_loss(self, out_fake: torch.Tensor, out_real: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        return 0.5 * (out_fake - G_TARGET).square().mean(), {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ganforge.losses.base import Critic, Loss, Stats, mean_detached
+from ganforge.losses.base import Loss, Stats, mean_detached
 
 
 class WassersteinLoss(Loss):
@@ -24,12 +24,10 @@ class WassersteinLoss(Loss):
     UNBOUNDED_OUTPUT = True  # only a non-finite critic value is divergence; a large one is not
     NEEDS_CONSTRAINT = True
 
-    def d_loss(self, D: Critic, x_real: torch.Tensor, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        out_real = D(x_real)  # [B]
-        out_fake = D(x_fake)  # [B]
+    def d_loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = out_fake.mean() - out_real.mean()
         return loss, {"critic_real": mean_detached(out_real), "critic_fake": mean_detached(out_fake),
                       "wasserstein": -loss.detach().float()}
 
-    def g_loss(self, D: Critic, x_fake: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        return -D(x_fake).mean(), {}
+    def g_loss(self, out_fake: torch.Tensor, out_real: torch.Tensor | None) -> tuple[torch.Tensor, Stats]:
+        return -out_fake.mean(), {}

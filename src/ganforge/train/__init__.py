@@ -1,7 +1,9 @@
-"""Training: the loop (one function), its checkpoints, the generator EMA and the report table."""
+"""Training: the engine (one function that steps a task's phases), its checkpoints, the EMA, the report
+table, and the train stage's work (run.py: validate, build, run)."""
 
+from ganforge.train.engine import Phase, Stopped, Task, TrainResult, train
 from ganforge.train.history import history_tsv
-from ganforge.train.loop import Stopped, TrainResult, train, trajectory_config
-from ganforge.train.recipe import train_kwargs
+from ganforge.train.run import build, trajectory_config, validate
 
-__all__ = ["Stopped", "TrainResult", "history_tsv", "train", "train_kwargs", "trajectory_config"]
+__all__ = ["Phase", "Stopped", "Task", "TrainResult", "build", "history_tsv", "train", "trajectory_config",
+           "validate"]

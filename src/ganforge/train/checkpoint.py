@@ -5,7 +5,7 @@ the previous checkpoint intact. It holds only tensors, numbers, strings, lists a
 with torch.load(weights_only=True); a file that needs arbitrary unpickling is refused.
 
 A run resumes only when the checkpoint's `config` (the arguments that determine the trajectory, see
-loop.trajectory_config) equals the new run's; otherwise training starts fresh and says why.
+run.trajectory_config) equals the new run's; otherwise training starts fresh and says why.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from ganforge.errors import GanforgeError
 from ganforge.io import atomic_torch_save, load_torch
 
-CHECKPOINT_FORMAT = "ganforge.train-checkpoint/1"
+CHECKPOINT_FORMAT = "ganforge.train-checkpoint/2"
 CHECKPOINT_FILE = "train.pt"
 
 

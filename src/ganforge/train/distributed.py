@@ -6,7 +6,7 @@ the process group here (NCCL on CUDA, gloo on the CPU). Several nodes: torchrun'
 set on every node as its environment variables (PET_NNODES, PET_RDZV_ENDPOINT, PET_RDZV_ID, ...; see the
 README): they describe the cluster, not the recipe, so they are not params.yaml keys.
 
-What each process does (ganforge.train.loop):
+What each process does (ganforge.train.engine and the task):
   - the global batch stays train.batch_size: every rank draws the same global batch of indices and z from
     the shared data and z streams and keeps its own slice of batch_size / world_size, so the images and z of
     a step are the same whatever the number of processes (a checkpoint resumes on any number of them);
