@@ -1,14 +1,40 @@
+import re
+
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from conftest import ROOT
-from ganforge.config import Params, load_params, parse_params
+from ganforge.config import RECIPE_KEY, Choice, Params, Train, load_params, parse_params
 from ganforge.errors import ConfigError
+from ganforge.losses import LOSSES, REGULARIZERS
+from ganforge.nets import ARCHITECTURES
 
 
 def raw_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    """params.yaml as written, without its recipe (recipes are tested elsewhere: here a key set by the test
+    must be the key validated)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw[RECIPE_KEY] = None
+    return raw
+
+
+def with_train(key: str, value) -> dict:
+    """raw_params() with train.<key> (dotted) set to value."""
+    raw = raw_params()
+    *parents, last = key.split(".")
+    node = raw["train"]
+    for k in parents:
+        node = node[k]
+    node[last] = value
+    return raw
+
+
+def config_error(raw: dict) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse_params(raw)
+    assert e.value.exit_code == 2
+    return str(e.value)
 
 
 def test_params_yaml_is_valid():
@@ -122,9 +148,9 @@ def test_missing_and_malformed_files(tmp_path):
 
 @pytest.mark.parametrize("key,value,needle", [
     ("train.reg.weight", 0.0, "train.reg.weight: Input should be greater than 0"),
-    ("train.reg.kind", "r2", "train.reg.kind: unknown regulariser 'r2' (allowed: none, r1, gp)"),
-    ("train.arch", "vit",
-     "train.arch: unknown architecture 'vit' (allowed: dcgan, resnet, mlp, mlp-pacgan, mlp-pacgan-paper)"),
+    ("train.reg.every", 0, "train.reg.every: Input should be greater than or equal to 1"),
+    ("train.reg.kind", "r3", f"train.reg.kind: unknown regulariser 'r3' (allowed: {', '.join(REGULARIZERS)}"),
+    ("train.arch", "vit", f"train.arch: unknown architecture 'vit' (allowed: {', '.join(ARCHITECTURES)})"),
     ("train.augment", "color,blur", "train.augment: unknown augmentation 'blur'"),
     ("train.d_steps", 0, "train.d_steps: Input should be greater than or equal to 1"),
 ])
@@ -138,3 +164,85 @@ def test_toolbox_params_are_checked_naming_the_key(key, value, needle):
     with pytest.raises(ConfigError) as e:
         parse_params(raw)
     assert needle in str(e.value) and e.value.exit_code == 2
+
+
+# --- train.loss: a registry entry with its settings (config.Choice) ----------------------------------------
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_every_loss_validates_by_name_or_as_a_mapping_and_dumps_back_to_its_name(name):
+    for written in (name, {"kind": name}):
+        train = parse_params(with_train("loss", written), sections=("base", "train")).train
+        assert train.loss.kind == name and train.loss.settings == {}
+        assert train.model_dump()["loss"] == name  # no settings: the name alone, as params.yaml writes it
+        # the dump validates back to the same section
+        assert Train.model_validate(train.model_dump()) == train
+
+
+def test_an_unknown_loss_setting_is_a_config_error_naming_the_key():
+    msg = config_error(with_train("loss", {"kind": "ns", "bogus": 1}))
+    assert "train.loss: ns's settings (none): bogus: Extra inputs are not permitted" in msg
+
+
+@pytest.mark.parametrize("written", ["softmax", {"kind": "softmax"}])
+def test_an_unknown_loss_lists_the_registrys_names(written):
+    msg = config_error(with_train("loss", written))
+    assert f"train.loss: unknown loss 'softmax' (allowed: {', '.join(LOSSES)})" in msg
+
+
+@pytest.mark.parametrize("written", [None, {}, {"bogus": 1}, {"kind": 3}, 3, True, ["hinge"]],
+                         ids=["null", "empty", "no-kind", "kind-not-a-name", "int", "bool", "list"])
+def test_a_loss_that_is_neither_a_name_nor_a_mapping_with_kind_is_a_config_error(written):
+    msg = config_error(with_train("loss", written))
+    assert "train.loss: give a loss name, or a mapping with `kind:` and its settings" in msg
+
+
+class MarginSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    margin: float = Field(gt=0)
+    scale: int = Field(ge=1)
+
+
+class WithSettings:
+    Settings = MarginSettings
+
+
+class WithoutSettings:
+    Settings = LOSSES["ns"].Settings
+
+
+TOY_REGISTRY = {"toy": WithSettings, "plain": WithoutSettings}
+
+
+def test_a_choice_validates_its_settings_by_the_entrys_own_model():
+    choice = Choice.of({"kind": "toy", "margin": "2.5", "scale": 3}, TOY_REGISTRY, "widget")
+    assert choice.kind == "toy" and choice.settings == {"margin": 2.5, "scale": 3}
+    assert choice.model_dump() == {"kind": "toy", "margin": 2.5, "scale": 3}  # the params form, round trip
+    assert Choice.of(choice.model_dump(), TOY_REGISTRY, "widget") == choice
+    assert Choice.of("plain", TOY_REGISTRY, "widget").model_dump() == "plain"
+    with pytest.raises(ValueError, match=r"toy's settings \(margin, scale\): margin: Input should be gr"):
+        Choice.of({"kind": "toy", "margin": 0, "scale": 3}, TOY_REGISTRY, "widget")
+    with pytest.raises(ValueError, match=r"toy's settings \(margin, scale\): scale: Field required"):
+        Choice.of({"kind": "toy", "margin": 1.0}, TOY_REGISTRY, "widget")
+    with pytest.raises(ValueError, match=r"plain's settings \(none\): margin: Extra inputs"):
+        Choice.of({"kind": "plain", "margin": 1.0}, TOY_REGISTRY, "widget")
+    with pytest.raises(ValueError, match=r"unknown widget 'nope' \(allowed: toy, plain\)"):
+        Choice.of("nope", TOY_REGISTRY, "widget")
+
+
+# --- train.reg.kind: one penalty, or several joined by + ----------------------------------------------------
+
+def test_several_penalties_joined_by_plus_validate():
+    names = [n for n in REGULARIZERS if n != "none"]
+    for kind in ("r1+r2", "+".join(names), "+".join(reversed(names))):
+        assert parse_params(with_train("reg.kind", kind), sections=("base", "train")).train.reg.kind == kind
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("r1+bogus", f"unknown regulariser 'bogus' (allowed: {', '.join(REGULARIZERS)}, or several joined by +"),
+    ("none+r1", "'none+r1': none stands alone"),
+    ("r1+none", "'r1+none': none stands alone"),
+    ("r1+r1", "'r1+r1': each penalty once"),
+])
+def test_bad_penalty_combinations_are_refused_naming_the_key(kind, needle):
+    msg = config_error(with_train("reg.kind", kind))
+    assert re.search(rf"train\.reg\.kind: .*{re.escape(needle)}", msg), msg

@@ -117,7 +117,7 @@ class Choice(Section):
 
     @classmethod
     def of(cls, value: Any, registry: dict, what: str) -> Choice:
-        raw = {"kind": value} if isinstance(value, str) else dict(value or {})
+        raw = {"kind": value} if isinstance(value, str) else dict(value) if isinstance(value, dict) else {}
         kind = raw.pop("kind", None)
         if not isinstance(kind, str):
             raise ValueError(f"give a {what} name, or a mapping with `kind:` and its settings")
@@ -287,6 +287,9 @@ def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:
 RECIPE_KEY = "recipe"  # params.yaml's top-level key naming the recipe: a file recipes/<name>.yaml, or null
 RECIPES_DIR = "recipes"  # beside params.yaml
 BUDGET_KEYS = (("train", "kimg"),)  # a recipe never sets them: a row's budget is its own -S flag
+# nor these sections: DVC interpolates base.dataset into the stages' paths from params.yaml itself, and the
+# download stage (which reads only them) does not depend on the recipe
+NOT_IN_RECIPES = ("base", "download")
 
 
 def recipe_names(root: Path) -> list[str]:
@@ -302,7 +305,7 @@ def apply_recipe(raw: dict, root: Path) -> dict:
         return raw
     names = recipe_names(root)
     if not isinstance(name, str) or name not in names:
-        raise ConfigError(f"{RECIPE_KEY}: unknown recipe {name!r} (recipes in {root / RECIPES_DIR}: "
+        raise ConfigError(f"{RECIPE_KEY}: unknown recipe {name!r} (known: {RECIPES_DIR}/*.yaml = "
                           f"{', '.join(names) or 'none'}; null = none)")
     path = root / RECIPES_DIR / f"{name}.yaml"
     try:
@@ -316,6 +319,9 @@ def apply_recipe(raw: dict, root: Path) -> dict:
             dotted = f"{where}{key}"
             if key not in base:
                 raise ConfigError(f"recipe {name}: {dotted} is not a params.yaml key")
+            if not where and key in NOT_IN_RECIPES:
+                raise ConfigError(f"recipe {name}: sets the {key} section, which recipes leave to params.yaml "
+                                  f"(give -S {key}.<key>=... on the command line)")
             if tuple(dotted.split(".")) in BUDGET_KEYS:
                 raise ConfigError(f"recipe {name}: sets {dotted}, the budget; give it on the command line "
                                   f"(-S {dotted}=...) instead")

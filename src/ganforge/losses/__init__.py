@@ -58,8 +58,10 @@ def regularizer_names(kind: str) -> list[str]:
     if unknown:
         raise ConfigError(f"unknown regulariser {unknown[0]!r} (allowed: {', '.join(REGULARIZERS)}, or "
                           "several joined by +, e.g. r1+r2)")
-    if len(names) > 1 and "none" in names or len(set(names)) < len(names):
-        raise ConfigError(f"{kind!r}: join distinct penalties with + (none stands alone)")
+    if len(names) > 1 and "none" in names:
+        raise ConfigError(f"{kind!r}: none stands alone (it is no penalty); join only penalties with +")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"{kind!r}: each penalty once (join distinct penalties with +)")
     return names
 
 
