@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from ganforge.config import set_dotted
+
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = {"train.eval.every_kimg": 0, "train.log_every": 10, "train.image_every": 50, "train.ckpt_every": 50}
 SEED_DCGAN = {"train.conditional": False, "train.loss": "ns", "train.spectral_norm.d": False,
@@ -44,22 +46,13 @@ RECIPES = {
     "wgan-gp": ("mnist", {"train.loss": "wgan", "train.reg.kind": "gp", "train.reg.weight": 10.0,
                           "train.spectral_norm.d": False, "train.d_steps": 5, "train.conditional": False,
                           "train.kimg": 3}),
-    "ring8-pacgan-mbstd": ("ring8", {"train.arch": "mlp-pacgan", "train.loss": "ns", "train.conditional": False,
+    "ring8-pacgan-mbstd": ("ring8", {"train.arch": "mlp-pacgan", "train.loss": "ns",
+                                     "train.conditional": False,
                                      "train.spectral_norm.d": False, "train.pack": 4, "train.mbstd_group": 2,
                                      "train.batch_size": 128, "train.z_dim": 2, "train.kimg": 6}),
     "stacked-mnist": ("stacked-mnist", {"train.conditional": False, "train.mbstd_group": 4,
                                         "train.lr_decay": "linear", "train.kimg": 2}),
 }
-
-
-def set_keys(params: dict, overrides: dict) -> dict:
-    for dotted, value in overrides.items():
-        node = params
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return params
 
 
 def weights_sha256(path: Path) -> str:
@@ -74,7 +67,7 @@ def weights_sha256(path: Path) -> str:
 def run(name: str, dataset: str, overrides: dict, work: Path, env: dict) -> str:
     d = work / name
     d.mkdir()
-    params = set_keys(yaml.safe_load((ROOT / "params.yaml").read_text()),
+    params = set_dotted(yaml.safe_load((ROOT / "params.yaml").read_text()),
                       {"base.dataset": dataset, **SHORT, **overrides})
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     data = work / f"data-{dataset}"
@@ -86,7 +79,8 @@ def run(name: str, dataset: str, overrides: dict, work: Path, env: dict) -> str:
                            str(data), "--model", str(d / "generator.pt"), "--results", str(d / "results"),
                            "--checkpoints", str(d / "checkpoints")], env=env, capture_output=True, text=True)
     if proc.returncode:
-        sys.exit(f"{name}: train stage exited {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        sys.exit(f"{name}: train stage exited {proc.returncode}\n{proc.stdout[-2000:]}\n"
+                 f"{proc.stderr[-3000:]}")
     return weights_sha256(d / "generator.pt")
 
 
@@ -94,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--record", type=Path, help="write the hashes to this JSON file")
-    mode.add_argument("--check", type=Path, help="compare with the hashes in this JSON file (exit 1 on a change)")
+    mode.add_argument("--check", type=Path, help="compare with this JSON file's hashes (exit 1 on a change)")
     ap.add_argument("--only", nargs="*", help="recipes to run (default: all)")
     args = ap.parse_args()
     names = args.only or list(RECIPES)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "recipes", "stages", "src", ".dvc/config", ".dvc/.gitignore", ".gitignore")
+PROJECT_FILES = ("dvc.yaml", "params.yaml", "recipes", "stages", "src", ".dvc/config", ".dvc/.gitignore",
+                 ".gitignore")
 
 
 def run_stage(stage: str, *args: str, cwd: Path | str = ROOT, env: dict | None = None,
@@ -37,13 +38,9 @@ TEST_BASELINE = {"train.conditional": False, "train.eval.every_kimg": 0, "train.
 
 def apply_overrides(params: dict, overrides: dict) -> dict:
     """Apply {'train.kimg': 0.5, ...} to a params mapping in place; returns it."""
-    for dotted, value in overrides.items():
-        node = params
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    return params
+    from ganforge.config import set_dotted
+
+    return set_dotted(params, overrides)
 
 
 def set_params(path: Path, overrides: dict) -> None:
@@ -143,7 +140,7 @@ TINY = {"base.seed": 0, "train.device": "cpu", "train.fast": "auto", "train.arch
 
 
 def tiny_params(overrides: dict | None = None, root: Path = ROOT):
-    """Validated params (base and train sections): params.yaml, TINY, then `overrides` ({'train.kimg': 0.64})."""
+    """Validated params (base and train sections): params.yaml, TINY, then `overrides` ({'train.kimg': 1})."""
     from ganforge.config import parse_params
 
     raw = apply_overrides(yaml.safe_load((root / "params.yaml").read_text()), {**TINY, **(overrides or {})})

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from conftest import make_project, run_stage
 
-NEW_LOSS = '''"""One-sided label smoothing (Salimans et al. 2016): D's target for real images is 1 - smoothing."""
+NEW_LOSS = '''"""One-sided label smoothing (Salimans et al. 2016): D's target for reals is 1 - smoothing."""
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,8 @@ class SmoothedLoss(NonSaturatingLoss):
         target = 1.0 - self.settings.smoothing
         loss = (F.binary_cross_entropy_with_logits(out_real, out_real.new_full(out_real.shape, target))
                 + F.binary_cross_entropy_with_logits(out_fake, out_fake.new_zeros(out_fake.shape)))
-        return loss, {"d_real": mean_detached(out_real.sigmoid()), "d_fake": mean_detached(out_fake.sigmoid()),
+        return loss, {"d_real": mean_detached(out_real.sigmoid()),
+                      "d_fake": mean_detached(out_fake.sigmoid()),
                       "real_target": torch.full((), target, device=out_real.device)}
 '''
 TINY = {"train.device": "cpu", "train.batch_size": 32, "train.kimg": 0.64, "train.z_dim": 16,
@@ -54,8 +55,8 @@ def project(tmp_path_factory) -> Path:
     assert registry.count('    "ns": NonSaturatingLoss,\n') == 1
     registry = registry.replace("from ganforge.losses.rpgan import", "from ganforge.losses.smoothed import "
                                 "SmoothedLoss\nfrom ganforge.losses.rpgan import")  # its import
-    (losses / "__init__.py").write_text(registry.replace('    "ns": NonSaturatingLoss,\n',
-                                                         '    "ns": NonSaturatingLoss,\n    "smoothed": SmoothedLoss,\n'))
+    entry = '    "ns": NonSaturatingLoss,\n'
+    (losses / "__init__.py").write_text(registry.replace(entry, entry + '    "smoothed": SmoothedLoss,\n'))
     return cwd
 
 

@@ -30,7 +30,8 @@ BAD = {  # one case per check of validate(): the overrides, and what its one lin
     "augment-on-points": ({"base.dataset": "ring8", "train.arch": "mlp", "train.conditional": False,
                            "train.eval.every_kimg": 0, "train.augment": "translation"},
                           "train.augment: DiffAugment ('translation') transforms images"),
-    "batch-split": ({"train.batch_size": 31, "train.conditional": False}, "does not divide among 2 processes"),
+    "batch-split": ({"train.batch_size": 31, "train.conditional": False},
+                    "does not divide among 2 processes"),
     "unknown-recipe": ({"recipe": "no-such-recipe"}, "recipe: unknown recipe 'no-such-recipe' (known: "),
 }
 
@@ -83,9 +84,10 @@ def with_flags(flags: list[str]) -> dict:
 
 @pytest.mark.parametrize("recipe,row", [("ring8-pacgan-pack4", "ring8-pacgan-pack4"),
                                         ("grid25-wgan-gp-pack4", "grid25-wgan-gp-pack4"),
-                                        ("stacked-hinge-sn-mbstd-64ch", "stacked-hinge-sn-mbstd-64ch-2000kimg")])
+                                        ("stacked-hinge-sn-mbstd-64ch",
+                                         "stacked-hinge-sn-mbstd-64ch-2000kimg")])
 def test_a_recipe_is_its_measured_rows_flags(recipe, row):
-    """The mode-collapse rows of bench/modes.py (20-30 -S flags each) are one recipe plus dataset and budget."""
+    """The mode-collapse rows of bench/modes.py (20-30 -S flags each) are one recipe + dataset + budget."""
     from modes import RECIPES
 
     flags = RECIPES[row]

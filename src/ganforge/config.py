@@ -38,6 +38,26 @@ def _registered(kind: str, names, value: str) -> str:
     return value
 
 
+def _checked_by(check, value: str) -> str:
+    """`value` if check(value) raises no ConfigError; else its message, as a validation error of the key."""
+    try:
+        check(value)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    return value
+
+
+def set_dotted(raw: dict, overrides: dict) -> dict:
+    """Apply {'train.kimg': 0.5, ...} to a params mapping in place (as `dvc exp run -S` does); returns it."""
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return raw
+
+
 class Base(Section):
     seed: int = Field(ge=0)
     dataset: str
@@ -100,11 +120,7 @@ class Regularizer(Section):
     def _known_regularizer(cls, v: str) -> str:
         from ganforge.losses import regularizer_names
 
-        try:
-            regularizer_names(v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return v
+        return _checked_by(regularizer_names, v)
 
 
 class Choice(Section):
@@ -205,13 +221,8 @@ class Train(Section):
     @classmethod
     def _known_policy(cls, v: str) -> str:
         from ganforge.augment import parse_policy
-        from ganforge.errors import ConfigError
 
-        try:
-            parse_policy(v)
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return v
+        return _checked_by(parse_policy, v)
 
 
 class Sample(Section):
@@ -320,8 +331,8 @@ def apply_recipe(raw: dict, root: Path) -> dict:
             if key not in base:
                 raise ConfigError(f"recipe {name}: {dotted} is not a params.yaml key")
             if not where and key in NOT_IN_RECIPES:
-                raise ConfigError(f"recipe {name}: sets the {key} section, which recipes leave to params.yaml "
-                                  f"(give -S {key}.<key>=... on the command line)")
+                raise ConfigError(f"recipe {name}: sets the {key} section, which recipes leave to "
+                                  f"params.yaml (give -S {key}.<key>=... on the command line)")
             if tuple(dotted.split(".")) in BUDGET_KEYS:
                 raise ConfigError(f"recipe {name}: sets {dotted}, the budget; give it on the command line "
                                   f"(-S {dotted}=...) instead")

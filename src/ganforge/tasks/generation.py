@@ -31,7 +31,8 @@ from ganforge.train.fast import FastPath
 GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 PLANE_POINTS = 1024  # 2-D data: real and fixed-z points of each plane picture (instead of the grid)
 PLANE_PIXELS = 256  # its side
-SHARED_STREAMS = ("data", "z", "labels")  # the same on every rank: each draws the global batch, keeps its rows
+# the same streams on every rank: each draws the global batch and keeps its rows
+SHARED_STREAMS = ("data", "z", "labels")
 
 
 class ImageGeneration:
@@ -50,12 +51,14 @@ class ImageGeneration:
         self.rows = world.batch_slice(cfg.batch_size)  # this rank's rows of each global batch
         self.pack, self.mbstd_group = cfg.pack, cfg.mbstd_group
 
-        # Networks: initialised from the seed on the CPU, then moved: every device starts from the same weights.
+        # Networks: initialised from the seed on the CPU, then moved: every device starts from the same
+        # weights.
         torch.manual_seed(stream_seed(seed, "init"))
         G, D = build_networks(cfg.arch, z_dim=cfg.z_dim, channels=channels, resolution=resolution,
                               g_channels=cfg.g_channels, d_channels=cfg.d_channels,
                               g_spectral_norm=cfg.spectral_norm.g, d_spectral_norm=cfg.spectral_norm.d,
-                              num_classes=self.K, d_inputs=input_channels(channels, cfg.pack, cfg.mbstd_group))
+                              num_classes=self.K,
+                              d_inputs=input_channels(channels, cfg.pack, cfg.mbstd_group))
         self.G, self.D = G.to(dev).train(), D.to(dev).train()
         fast_path.prepare(self.G, self.D)  # channels_last on the fast path and the CPU (before the EMA copy)
         self.nets = {"G": self.G, "D": self.D}
@@ -73,8 +76,9 @@ class ImageGeneration:
         self.reg_every = max(r.every for r in self.penalties)  # one interval: they share train.reg.every
         self.aug = DiffAugment(cfg.augment)
         self.label_term = LabelMatching(cfg.label_matching) if cfg.label_matching else None
-        self.stat_keys = ("loss_d", "loss_g", *self.loss.stat_keys(), *(k for r in self.penalties for k in r.STATS),
-                          *(self.label_term.STATS if self.label_term else ()))  # the report's columns, in order
+        self.stat_keys = ("loss_d", "loss_g", *self.loss.stat_keys(),  # the report's columns, in order
+                          *(k for r in self.penalties for k in r.STATS),
+                          *(self.label_term.STATS if self.label_term else ()))
         self.watch = ("loss_d", "loss_g")
         self.items_per_step = cfg.batch_size * cfg.d_steps  # real images D sees per (G) step
         self.divergence_hint = "lower train.g.lr and train.d.lr?"
@@ -86,8 +90,9 @@ class ImageGeneration:
         streams = ("data", "z", "augment", "reg", *(("labels",) if self.K else ()))
         self.generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, self._stream(name)))
                            for name in streams}
-        self.fixed_z = torch.randn(PLANE_POINTS if self.points else GRID_SIZE**2, cfg.z_dim,
-                                   generator=torch.Generator().manual_seed(stream_seed(seed, "fixed_z"))).to(dev)
+        fixed = torch.Generator().manual_seed(stream_seed(seed, "fixed_z"))
+        n_fixed = PLANE_POINTS if self.points else GRID_SIZE**2  # [64 (points: 1024), z_dim], on every device
+        self.fixed_z = torch.randn(n_fixed, cfg.z_dim, generator=fixed).to(dev)
         if self.K:
             self.labels = torch.as_tensor(np.asarray(y_train, dtype=np.int64)).to(dev)  # int64 [N]
             shares = (torch.bincount(self.labels.cpu(), minlength=self.K).double()
@@ -194,7 +199,7 @@ class ImageGeneration:
         else:
             x = net(self.fixed_z)  # [64, C, H, W] in [-1, 1]
         if self.points:
-            self.D.eval()  # eval: spectral norm must not run a power iteration (it would change the trajectory)
+            self.D.eval()  # spectral norm must not run a power iteration (it would change the trajectory)
             scores = surface(self.D_of_point, self.extent, PLANE_PIXELS, self.fixed_z.device)
             self.D.train()
             return plane_picture(self.real_points, x.cpu().numpy(), self.extent, PLANE_PIXELS, scores)

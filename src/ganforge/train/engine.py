@@ -155,7 +155,8 @@ def train(
         # weights are watched too: a finite loss can still have overflowing gradients (NaN weights after this
         # step), and the checkpoint of this step must not hold them.
         weight_sum = torch.stack([w.detach().sum() for w in weights]).sum()  # NaN/inf iff some weight is
-        watch = torch.stack([t.detach().double() for t in (step_t, *(stats[k] for k in task.watch), weight_sum)])
+        watched = (step_t, *(stats[k] for k in task.watch), weight_sum)
+        watch = torch.stack([t.detach().double() for t in watched])
         newly_bad = (first_bad[0] < 0) & ~torch.isfinite(watch).all()
         first_bad.copy_(torch.where(newly_bad, watch, first_bad))
 

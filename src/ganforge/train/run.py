@@ -35,7 +35,7 @@ def validate(p, info: dict, nproc: int) -> list[str]:
     shape, classes = list(info.get("shape", [])), list(info.get("classes", []))
     problems = []
     try:
-        get_architecture(t.arch, 1 if judge.data == "points" else shape[-1])
+        get_architecture(t.arch, 1 if judge.data == "points" else shape[-1] if shape else None)
     except ConfigError as e:
         problems.append(f"train.arch: {e}")
     if t.conditional and len(classes) < 2:
@@ -62,8 +62,8 @@ def validate(p, info: dict, nproc: int) -> list[str]:
         problems.append(f"train.eval.every_kimg: the in-training evaluation measures FID in the CNN judge's "
                         f"features, which {p.base.dataset} has not (set 0: the evaluate stage judges it)")
     if judge.data == "points" and t.augment:
-        problems.append(f"train.augment: DiffAugment ({t.augment!r}) transforms images; the toy 2-D data take "
-                        "none (\"\")")
+        problems.append(f"train.augment: DiffAugment ({t.augment!r}) transforms images; the toy 2-D data "
+                        "take none (\"\")")
     if problems:
         raise ConfigError("invalid params for training:\n  " + "\n  ".join(problems) if len(problems) > 1
                           else problems[0])
