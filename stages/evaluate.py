@@ -33,11 +33,11 @@ def main(
     requested labels in images.npz) add conditional accuracy (the judge's prediction is the requested class)
     and intra-class FID (mean over classes, against the real test images of that class), per class in
     OUT/per_class.tsv (a header only for an unconditional generator). Writes OUT/metrics.json,
-    OUT/class_hist.tsv and OUT/per_class.tsv and logs everything to the training's MLflow run. 2-D samples
-    (toy data sets) are judged by the evaluator stage's mode table instead: modes covered
-    (evaluate.modes.min_count samples within 3 std), the high-quality share and the KL of the mode histogram
-    from uniform; Stacked MNIST samples by the modes the MNIST judge reads in their channels (1000);
-    class_hist.tsv is then per mode."""
+    OUT/class_hist.tsv and OUT/per_class.tsv and logs everything to the training's MLflow run. The
+    dataset's judge (ganforge.judges) says how: 2-D samples of the toy data sets (judge modes) are judged by
+    the evaluator stage's mode table instead: modes covered (evaluate.modes.min_count samples within 3 std),
+    the high-quality share and the KL of the mode histogram from uniform; Stacked MNIST samples (judge
+    stacked) by the modes the MNIST judge reads in their channels (1000); class_hist.tsv is then per mode."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
@@ -46,10 +46,10 @@ def main(
         cfg = p.evaluate
         device = resolve_device(cfg.device)
 
-        from ganforge.data.prepared import is_points
         from ganforge.data.stacked import MODES
         from ganforge.errors import GanforgeError
         from ganforge.io import read_json
+        from ganforge.judges import judge_for
         from ganforge.metrics import (
             Reference,
             Settings,
@@ -65,7 +65,8 @@ def main(
         weights = weights_path(cfg.inception_weights) if cfg.inception else None  # fail before any work
         from ganforge.data.prepared import load_info
 
-        info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
+        load_info(data, p.base.dataset)  # another dataset's directory: exit 2
+        judge = judge_for(p.base.dataset)
         from ganforge.tracking.promotion import promote_if_better, sample_variant  # mlflow: seconds
         from ganforge.tracking.store import Run
 
@@ -76,8 +77,9 @@ def main(
         run.set_tags({"evaluate.sample": variant or "standard"})
         t0 = time.perf_counter()
         images, labels = load_samples(samples)  # labels: the requested classes (conditional G), else None
-        if is_points(images) or info.get("kind") == "stacked":  # the mode-collapse benchmarks: count modes
-            if is_points(images):  # toy 2-D data: with the evaluator stage's mode table
+        judge.check(images, str(samples))
+        if judge.counts_modes:  # the mode-collapse benchmarks
+            if judge.name == "modes":  # toy 2-D data: with the evaluator stage's mode table
                 table = ModeTable.load(evaluator)
                 modes, n_modes = table.assign(images), len(table.centres)
                 metrics = mode_metrics(modes, n_modes, cfg.modes.min_count)

@@ -24,9 +24,11 @@ def main(
 ) -> None:
     """Train a small CNN classifier on the real training split (deterministic with base.seed), write its
     test accuracy, the features of the real test split, and every metric of a real train subset of
-    evaluate.n images against the test split: the best score a generator could hope for. For a toy 2-D
-    data set (ring8, grid25) the judge is its mode table instead: MODEL holds the mode centres and std,
-    reference.npz the test split's mode histogram, metrics.json the mode metrics of evaluate.n real points."""
+    evaluate.n images against the test split: the best score a generator could hope for. The dataset's
+    judge (ganforge.judges) says what is built: for the toy 2-D data sets (ring8, grid25: judge modes) the
+    mode table, so MODEL holds the mode centres and std, reference.npz the test split's mode histogram and
+    metrics.json the mode metrics of evaluate.n real points; for Stacked MNIST (judge stacked) the CNN
+    trained on the unstacked digits, with the mode histogram and metrics over its 1000 modes."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
@@ -37,6 +39,7 @@ def main(
 
         from ganforge.data.prepared import load_info, load_split
         from ganforge.io import atomic_save_npz, atomic_write_json
+        from ganforge.judges import judge_for
         from ganforge.metrics import Settings, build_evaluator, save_evaluator
         from ganforge.metrics.modes import describe, mode_judge
         from ganforge.metrics.stacked import stacked_judge
@@ -45,7 +48,9 @@ def main(
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
         x_train, y_train = load_split(data, "train")
         x_test, y_test = load_split(data, "test")
-        if info.get("kind") == "toy2d":  # 2-D points: the judge is the mode table, no CNN to train
+        judge = judge_for(p.base.dataset)
+        judge.check(x_train, str(data / "train.npz"))
+        if judge.name == "modes":  # no CNN to train: the mode centres and std of info.json judge the points
             table, metrics, test_hist = mode_judge(info, x_train, x_test, p.evaluate.n,
                                                    p.evaluate.modes.min_count)
             table.save(model)
@@ -55,7 +60,7 @@ def main(
             print(f"evaluator: mode table of {p.base.dataset} (std {table.std:g}) -> {model}\n  real floor "
                   f"({p.evaluate.n} train points): {describe(floor)}")
             return
-        if info.get("kind") == "stacked":  # the MNIST judge reads each channel: mode counting only
+        if judge.name == "stacked":  # the MNIST judge reads each channel: mode counting only
             net, metrics, test_hist = stacked_judge(
                 x_train, y_train, x_test, y_test, feature_dim=cfg.feature_dim, epochs=cfg.epochs,
                 batch_size=cfg.batch_size, lr=cfg.lr, seed=p.base.seed, device=device,

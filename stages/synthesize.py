@@ -41,15 +41,14 @@ def main(
         from ganforge.device import resolve_device
 
         p = load_params(params, "base", "evaluator", "synthesize")
-        from ganforge.data.registry import get_dataset
         from ganforge.errors import ConfigError
+        from ganforge.judges import judge_for
 
-        spec = get_dataset(p.base.dataset)
-        if spec.counts_modes:  # no CNN judge of its classes: CAS is not defined there
-            what = "2-D points" if spec.kind == "toy2d" else "1000 stacked-digit modes"
-            raise ConfigError(f"base.dataset: {p.base.dataset} is a mode-collapse benchmark ({what}), which "
-                              "the synthesize stage (CAS, a classifier of image classes) does not apply to: "
-                              "run `dvc repro evaluate` (make run) or `dvc exp run ... evaluate`")
+        judge = judge_for(p.base.dataset)
+        if judge.counts_modes:  # no CNN judge of its classes: CAS is not defined there
+            raise ConfigError(f"base.dataset: {p.base.dataset} is a mode-collapse benchmark ({judge.what}), "
+                              "which the synthesize stage (CAS, a classifier of image classes) does not "
+                              "apply to: run `dvc repro evaluate` (make run) or `dvc exp run ... evaluate`")
         cfg = p.synthesize
         device = resolve_device(cfg.device)
         out = out or Path("data") / f"synthetic-{p.base.dataset}"

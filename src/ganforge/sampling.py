@@ -21,9 +21,12 @@ from ganforge.plane import extent_of, plane_picture
 
 
 def draws_points(G: torch.nn.Module) -> bool:
-    """Whether G draws 2-D points (the toy data sets' MLPs: float coordinates) rather than images in
-    [-1, 1]: the one place that decides between uint8 images and float32 points in outputs and pictures."""
-    return getattr(G, "points", False)
+    """Whether G draws 2-D points (float coordinates) rather than images in [-1, 1], i.e. float32 points or
+    uint8 images in outputs and pictures. G alone does not name its dataset, so this asks what its
+    architecture models (nets.ARCHITECTURES; training refuses one that does not model the dataset's data)."""
+    from ganforge.nets import ARCHITECTURES, architecture_name  # here: the evaluate stage reads samples only
+
+    return ARCHITECTURES[architecture_name(G)].data == "points"
 
 
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:

@@ -20,7 +20,8 @@ Overrides: GANFORGE_REGISTRY=path/to/registry.yaml adds datasets or replaces fie
   mnist:
     mirrors: ["https://my.mirror/mnist/{file}.gz"]
 This is how tests point a dataset at a loopback server, and how a user adds a local mirror. An entry's keys
-are those of DatasetSpec; a new dataset needs kind, classes, files, sizes and mirrors.
+are those of DatasetSpec; a new dataset needs kind, classes, files, sizes and mirrors, and names its judge
+(ganforge.judges) unless it is the CNN classifier.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganforge.errors import ConfigError
+from ganforge.judges import JUDGES
 
 REGISTRY_ENV = "GANFORGE_REGISTRY"
 CACHE_ENV = "GANFORGE_CACHE"
@@ -46,7 +48,8 @@ CIFAR10_TEST = ("test_batch",)
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked"]
+    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked"]  # how the download stage builds the files
+    judge: str = "classifier"  # a name in ganforge.judges.JUDGES: what the data are and how they are judged
     classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
     files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
     sizes: dict[str, int] = Field(default_factory=dict)  # decoded file name -> its size in bytes
@@ -62,6 +65,13 @@ class DatasetSpec(BaseModel):
                 raise ValueError(f"{name}: hash must be 'sha256:<64 hex>' or 'md5:<32 hex>', got {h!r}")
         return files
 
+    @field_validator("judge")
+    @classmethod
+    def _judge_is_registered(cls, judge: str) -> str:
+        if judge not in JUDGES:
+            raise ValueError(f"unknown judge {judge!r} (allowed: {', '.join(JUDGES)})")
+        return judge
+
     @model_validator(mode="after")
     def _every_file_has_a_size(self) -> DatasetSpec:
         # no size, no download limit: a file without one is a registry error, not an unbounded download
@@ -69,12 +79,6 @@ class DatasetSpec(BaseModel):
         if missing:
             raise ValueError(f"sizes: no size in bytes for {', '.join(missing)} (it bounds downloads)")
         return self
-
-    @property
-    def counts_modes(self) -> bool:
-        """A mode-collapse benchmark (toy 2-D points, Stacked MNIST): judged by counting its modes, with no
-        CNN judge of its classes' features, so no in-training FID and no CAS."""
-        return self.kind in ("toy2d", "stacked")
 
 
 def _idx_sha256(*hexdigests: str) -> dict[str, str]:
@@ -92,6 +96,7 @@ _MNIST_CANON = ("https://ossci-datasets.s3.amazonaws.com/mnist/{file}.gz",
 BUILTIN: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         kind="idx",
+        judge="classifier",
         classes=tuple(str(d) for d in range(10)),
         files=_idx_sha256(
             "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",  # train-images-idx3-ubyte
@@ -104,6 +109,7 @@ BUILTIN: dict[str, DatasetSpec] = {
     ),
     "fashion-mnist": DatasetSpec(
         kind="idx",
+        judge="classifier",
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         files=_idx_sha256(
@@ -118,6 +124,7 @@ BUILTIN: dict[str, DatasetSpec] = {
     ),
     "cifar10": DatasetSpec(
         kind="cifar10",
+        judge="classifier",
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         # the md5 of each extracted batch is what upstream (and torchvision) publish; no SHA-256 is published
         # and none could be checked from here, so md5 it is. info.json records the SHA-256 we compute.
@@ -135,13 +142,13 @@ BUILTIN: dict[str, DatasetSpec] = {
         sizes={f: 31_036_000 for f in (*CIFAR10_TRAIN, *CIFAR10_TEST)},
         mirrors=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
     ),
-    "folder": DatasetSpec(kind="folder"),
+    "folder": DatasetSpec(kind="folder", judge="classifier"),
     # 2-D Gaussian mixtures of the mode-collapse benchmarks, sampled from base.seed (data/toy.py: their
     # modes are the classes)
-    "ring8": DatasetSpec(kind="toy2d"),
-    "grid25": DatasetSpec(kind="toy2d"),
+    "ring8": DatasetSpec(kind="toy2d", judge="modes"),
+    "grid25": DatasetSpec(kind="toy2d", judge="modes"),
     # three MNIST digits as R, G, B (data/stacked.py): built from the mnist entry's files, 1000 modes
-    "stacked-mnist": DatasetSpec(kind="stacked"),
+    "stacked-mnist": DatasetSpec(kind="stacked", judge="stacked"),
 }
 
 
@@ -156,8 +163,8 @@ def _load_overrides() -> dict[str, dict]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{REGISTRY_ENV}={path} is not valid YAML: {e}") from None
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
-        raise ConfigError(f"{REGISTRY_ENV}={path} must map dataset names to entries (kind, classes, files, "
-                          "mirrors)")
+        raise ConfigError(f"{REGISTRY_ENV}={path} must map dataset names to entries (kind, judge, classes, "
+                          "files, mirrors)")
     return raw
 
 
