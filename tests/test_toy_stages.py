@@ -134,5 +134,5 @@ def test_a_pack_that_does_not_divide_the_batch_exits_2(toy_run, store):
     finally:
         set_params(cwd / "params.yaml", {"train.pack": 2})
     assert proc.returncode == 2
-    assert "train.pack: 3 does not divide train.batch_size 64" in proc.stderr
+    assert "train.pack: 3 does not divide the 64 samples per process" in proc.stderr
     assert "Traceback" not in proc.stderr

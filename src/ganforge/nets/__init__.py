@@ -58,14 +58,14 @@ def architectures_for(data: str) -> tuple[str, ...]:
     return tuple(name for name, arch in ARCHITECTURES.items() if arch.data == data)
 
 
-def get_architecture(name: str, resolution: int | None = None) -> Architecture:
-    """The registry entry `name`; with `resolution`, also checks that it supports that resolution (1 =
-    2-D points, which only the point architectures model)."""
+def get_architecture(name: str, resolution: int | None = None, data: str | None = None) -> Architecture:
+    """The registry entry `name`; with `data` (the judge's data kind: images | points), also checks that it
+    models such data, and with `resolution` that it supports that resolution (points: 1)."""
     if name not in ARCHITECTURES:
         raise ConfigError(f"unknown architecture {name!r} (allowed: {', '.join(ARCHITECTURES)})")
     arch = ARCHITECTURES[name]
-    data = "points" if resolution == 1 else "images"
-    if resolution is not None and arch.data != data:
+    data = data or ("points" if resolution == 1 else "images" if resolution is not None else None)
+    if data is not None and arch.data != data:
         what = "2-D points (a toy data set)" if data == "points" else f"{resolution} px images"
         raise ConfigError(f"architecture {name!r} models {arch.data}, but the data are {what}: use "
                           f"{' or '.join(architectures_for(data))}")

@@ -77,7 +77,6 @@ def _check_unconditional(num_classes: int) -> None:
 class MLPGenerator(nn.Module):
     hidden_layers = 2  # Metz et al. 2017, appendix A
     batchnorm = False
-    points = True  # draws float coordinates, not images in [-1, 1] (ganforge.sampling.generate)
     num_classes = 0  # always unconditional (toy data has no classes)
 
     def config(self) -> dict:

@@ -35,7 +35,7 @@ def validate(p, info: dict, nproc: int) -> list[str]:
     shape, classes = list(info.get("shape", [])), list(info.get("classes", []))
     problems = []
     try:
-        get_architecture(t.arch, 1 if judge.data == "points" else shape[-1] if shape else None)
+        get_architecture(t.arch, 1 if judge.data == "points" else shape[-1] if shape else None, judge.data)
     except ConfigError as e:
         problems.append(f"train.arch: {e}")
     if t.conditional and len(classes) < 2:
