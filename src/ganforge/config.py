@@ -38,6 +38,12 @@ def _registered(kind: str, names, value: str) -> str:
     return value
 
 
+class NoSettings(BaseModel):
+    """The settings of a registry entry without hyperparameters: none (an unknown key is an error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 def _checked_by(check, value: str) -> str:
     """`value` if check(value) raises no ConfigError; else its message, as a validation error of the key."""
     try:
@@ -163,7 +169,7 @@ class Train(Section):
     nproc: Literal["auto"] | PositiveInt  # training processes on this node (torchrun); auto = visible GPUs
     fast: Literal["auto", "off"]
     resume: Literal["auto", "never"]
-    arch: str
+    arch: Choice  # a key of nets.ARCHITECTURES, with its settings (Choice)
     spectral_norm: SpectralNorm
     loss: Choice  # a key of losses.LOSSES, with its settings (Choice)
     reg: Regularizer
@@ -210,12 +216,12 @@ class Train(Section):
 
         return _registered("fake_labels choice", FAKE_LABELS, v)
 
-    @field_validator("arch")
+    @field_validator("arch", mode="before")
     @classmethod
-    def _known_arch(cls, v: str) -> str:
+    def _known_arch(cls, v: Any) -> Choice:
         from ganforge.nets import ARCHITECTURES
 
-        return _registered("architecture", tuple(ARCHITECTURES), v)
+        return v if isinstance(v, Choice) else Choice.of(v, ARCHITECTURES, "architecture")
 
     @field_validator("augment")
     @classmethod

@@ -25,15 +25,11 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from ganforge.config import NoSettings
+
 # D(x [B, C, H, W], c [B] int64 or None) -> one raw output per image [B]
 Critic = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 Stats = dict[str, torch.Tensor]
-
-
-class NoSettings(BaseModel):
-    """The settings of an entry without hyperparameters: none (an unknown key is an error)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Loss:

@@ -13,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import BaseModel
 from torch import nn
 
+from ganforge.config import NoSettings
 from ganforge.errors import ConfigError
 from ganforge.nets import dcgan, mlp, resnet
 from ganforge.nets.dcgan import Discriminator, Generator, init_dcgan_weights, net_plan
@@ -40,6 +42,9 @@ class Architecture:
     init: Callable[[nn.Module], None]  # in-place weight init, seeded by the caller's global RNG
     resolutions: tuple[int, ...]  # the data resolutions G and D are built for
     data: str = "images"  # what they model: "images" (uint8 data) or "points" (the toy 2-D data sets)
+    # the architecture's own hyperparameters (train.arch: {kind: name, <setting>: value}), given to both
+    # constructors as keyword arguments; widths, z and spectral norm are every architecture's (train.*)
+    Settings: type[BaseModel] = NoSettings
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -85,19 +90,20 @@ def architecture_name(G: nn.Module) -> str:
 
 def build_networks(architecture: str, *, z_dim: int, channels: int, resolution: int, g_channels: int,
                    d_channels: int, g_spectral_norm: bool, d_spectral_norm: bool, num_classes: int = 0,
-                   d_inputs: int | None = None) -> tuple[nn.Module, nn.Module]:
+                   d_inputs: int | None = None, settings: dict | None = None) -> tuple[nn.Module, nn.Module]:
     """(G, D) of `architecture`, initialised from the global torch RNG (seed it first), on the CPU.
 
     Order of the random draws, kept from the original loop so a seed gives the same DCGAN as before: G's and
     D's constructors (default init, spectral norm's vectors), then G's init, then D's. num_classes > 0: a
     class-conditional pair (conditional BatchNorm in G, projection D); 0 draws exactly what it drew before.
     d_inputs: D's input channels when they are not G's output channels (PacGAN packing, minibatch stddev:
-    nets/packing.py); None = `channels`."""
+    nets/packing.py); None = `channels`. settings: the architecture's own (its Settings, validated)."""
     arch = get_architecture(architecture, resolution)
+    own = dict(settings or {})
     G = arch.G(z_dim=z_dim, channels=channels, resolution=resolution, g_channels=g_channels,
-               spectral_norm=g_spectral_norm, num_classes=num_classes)
+               spectral_norm=g_spectral_norm, num_classes=num_classes, **own)
     D = arch.D(channels=d_inputs or channels, resolution=resolution, d_channels=d_channels,
-               spectral_norm=d_spectral_norm, num_classes=num_classes)
+               spectral_norm=d_spectral_norm, num_classes=num_classes, **own)
     arch.init(G)
     arch.init(D)
     return G, D

@@ -45,17 +45,16 @@ class ImageGeneration:
         # x_train: uint8 [N, C, H, W] images, or float32 [N, 2, 1, 1] points (validate() checked which)
         self.cfg, self.seed, self.world, self.fast_path = cfg, seed, world, fast_path
         dev = world.device
-        self.points = get_architecture(cfg.arch).data == "points"
+        self.points = get_architecture(cfg.arch.kind).data == "points"
         self.n_data, channels, resolution, _ = x_train.shape
         self.K = num_classes if cfg.conditional else 0  # 0: unconditional networks, no labels anywhere
         self.rows = world.batch_slice(cfg.batch_size)  # this rank's rows of each global batch
         self.pack, self.mbstd_group = cfg.pack, cfg.mbstd_group
 
-        # Networks: initialised from the seed on the CPU, then moved: every device starts from the same
-        # weights.
+        # Networks: initialised from the seed on the CPU, then moved: every device gets the same weights
         torch.manual_seed(stream_seed(seed, "init"))
-        G, D = build_networks(cfg.arch, z_dim=cfg.z_dim, channels=channels, resolution=resolution,
-                              g_channels=cfg.g_channels, d_channels=cfg.d_channels,
+        G, D = build_networks(cfg.arch.kind, settings=cfg.arch.settings, z_dim=cfg.z_dim, channels=channels,
+                              resolution=resolution, g_channels=cfg.g_channels, d_channels=cfg.d_channels,
                               g_spectral_norm=cfg.spectral_norm.g, d_spectral_norm=cfg.spectral_norm.d,
                               num_classes=self.K,
                               d_inputs=input_channels(channels, cfg.pack, cfg.mbstd_group))

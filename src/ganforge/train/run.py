@@ -35,7 +35,8 @@ def validate(p, info: dict, nproc: int) -> list[str]:
     shape, classes = list(info.get("shape", [])), list(info.get("classes", []))
     problems = []
     try:
-        get_architecture(t.arch, 1 if judge.data == "points" else shape[-1] if shape else None, judge.data)
+        resolution = 1 if judge.data == "points" else shape[-1] if shape else None
+        get_architecture(t.arch.kind, resolution, judge.data)
     except ConfigError as e:
         problems.append(f"train.arch: {e}")
     if t.conditional and len(classes) < 2:
@@ -231,7 +232,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
         snapshot = {k: result.best[k] for k in ("step", "kimg", "fid")}
     save_generator(model, G_out, meta={
         "weights": "G_ema" if ema else "G", "ema": ema, "dataset": p.base.dataset, "data_hash": data_hash,
-        "arch": cfg.arch, "loss": cfg.loss.kind, "seed": p.base.seed, "trained_steps": result.step,
+        "arch": cfg.arch.kind, "loss": cfg.loss.kind, "seed": p.base.seed, "trained_steps": result.step,
         "trained_kimg": result.kimg, **snapshot, "mlflow_run_id": mlrun.run_id,
         **({"classes": classes} if cfg.conditional else {})})  # class names: sample/evaluate check them
     mlrun.write_json(results / "run.json", snapshot={"best" if result.best else "last": snapshot})
@@ -272,5 +273,5 @@ def run_name(p) -> str:
     """What the runs table shows: dataset, architecture, loss, length, then the DVC experiment if any."""
     import os
 
-    name = f"{p.base.dataset}-{p.train.arch}-{p.train.loss.kind}-{p.train.kimg:g}kimg"
+    name = f"{p.base.dataset}-{p.train.arch.kind}-{p.train.loss.kind}-{p.train.kimg:g}kimg"
     return f"{name}-{os.environ['DVC_EXP_NAME']}" if os.environ.get("DVC_EXP_NAME") else name
