@@ -93,9 +93,9 @@ def build_networks(architecture: str, *, z_dim: int, channels: int, resolution: 
                    d_inputs: int | None = None, settings: dict | None = None) -> tuple[nn.Module, nn.Module]:
     """(G, D) of `architecture`, initialised from the global torch RNG (seed it first), on the CPU.
 
-    Order of the random draws, kept from the original loop so a seed gives the same DCGAN as before: G's and
+    The order of the random draws is part of what a seed means (bench/trajectory_hashes.py pins it): G's and
     D's constructors (default init, spectral norm's vectors), then G's init, then D's. num_classes > 0: a
-    class-conditional pair (conditional BatchNorm in G, projection D); 0 draws exactly what it drew before.
+    class-conditional pair (conditional BatchNorm in G, projection D); 0 draws as an unconditional pair does.
     d_inputs: D's input channels when they are not G's output channels (PacGAN packing, minibatch stddev:
     nets/packing.py); None = `channels`. settings: the architecture's own (its Settings, validated)."""
     arch = get_architecture(architecture, resolution)

@@ -13,8 +13,8 @@ features D's last linear layer reads, psi that layer (the unconditional term). I
 a log-linear model p(y|x), unlike concatenating y to x or to a hidden layer, and it is what makes
 conditional SNGAN/BigGAN work. The embedding is spectrally normalised with the rest of D when D is.
 
-num_classes = 0 everywhere means unconditional: no extra parameters, no extra random draws, the same
-modules and state_dict keys as before this file existed.
+num_classes = 0 everywhere means unconditional: no extra parameters, no extra random draws, and the
+modules and state_dict keys of the plain networks.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ ran 1.65x faster); on other CPUs bf16 is only emulated (on an AVX2 EPYC the step
 bench/RESULTS.md), so auto trains in fp32 there and says so in one log line per run. No CUDA graph and no
 fused Adam on the CPU: the step is compute-bound, not launch-bound. Whatever train.fast says, CPU networks
 are channels_last, because oneDNN's NHWC convolutions are faster (bench/RESULTS.md); so `fast: off` on a
-CPU is the plain fp32 step, bit for bit as before bf16 existed.
+CPU is the plain fp32 step, bit for bit.
 """
 
 from __future__ import annotations
