@@ -2,7 +2,9 @@
 # The train stage in 1 process and in 2 (train.nproc 2: torchrun, DDP over gloo) on this CPU, same params,
 # same global batch: wall-clock of the whole stage command and the median training img/s of its reports.
 # On a 2-core CPU two processes are not expected to be faster; the point of the gloo path is correctness.
-#   bench/ddp_cpu.sh [KIMG] [DATA]     (default 6.4 kimg = 50 steps at batch 128; data/mnist)
+#   bench/ddp_cpu.sh [KIMG] [DATA]     (default 6.4 kimg = 6400 / train.batch_size steps; data/mnist)
+# params.yaml's train section as it is, on the CPU, without the in-training evaluation (it would time the
+# judge, and needs the evaluator stage's files) and with reports every 10 steps.
 # Each process runs one torch thread (OMP_NUM_THREADS=1), so 2 processes use 2 cores and 1 process one;
 # a third run gives the 1 process both cores (2 threads). Outputs and a throw-away MLflow store in a temp dir.
 set -euo pipefail
@@ -22,6 +24,7 @@ import sys, yaml
 p = yaml.safe_load(open(sys.argv[1]))
 p["train"].update(device="cpu", nproc=int(sys.argv[3]), kimg=float(sys.argv[4]), log_every=10,
                   image_every=100000, ckpt_every=100000)
+p["train"]["eval"]["every_kimg"] = 0
 yaml.safe_dump(p, open(sys.argv[2], "w"), sort_keys=False)
 PY
     local start end
@@ -33,11 +36,11 @@ PY
 import statistics, sys
 name, nproc, threads, start, end, tsv = sys.argv[1:]
 rows = [line.split("\t") for line in open(tsv).read().splitlines()]
-col = rows[0].index("img_per_s")
-rates = [float(r[col]) for r in rows[2:]]  # the first report includes warm-up
+col = {key: i for i, key in enumerate(rows[0])}
+rates = [float(r[col["img_per_s"]]) for r in rows[2:]]  # the first report includes warm-up
 last = rows[-1]
 print(f"| {name} | {nproc} | {threads} | {float(end) - float(start):.1f} s | {statistics.median(rates):.0f} | "
-      f"{last[0]} | {float(last[2]):.4f} | {float(last[3]):.4f} |")
+      f"{last[col['step']]} | {float(last[col['loss_d']]):.4f} | {float(last[col['loss_g']]):.4f} |")
 PY
 }
 

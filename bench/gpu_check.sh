@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PY=${PYTHON:-python3}
 # the same list as the Makefile's WHEEL_DEPS (no spaces inside an entry: it is split on spaces)
-export WHEEL_DEPS="dvc>=3.50 mlflow-skinny>=2.16 sqlalchemy alembic pydantic>=2.5 typer>=0.12 rich>=13 pyyaml"
+export WHEEL_DEPS="dvc>=3.50 mlflow-skinny>=3.17 sqlalchemy alembic pydantic>=2.5 typer>=0.12 rich>=13 pyyaml"
 export KIMG=${KIMG:-2000}  # training length of the pipeline run: ~33 MNIST epochs, ~20 s at 100k img/s
 
 say() { printf '[gpu_check %3ds] %s\n' $((SECONDS - T0)) "$*"; }

@@ -5,12 +5,13 @@ score each at the end with the evaluate stage's metrics (issue 12).
         --recipe dcgan32-b64-lr5e-4-hinge-sn --out bench/quality_budget.json
 
 A recipe is a name from bench/recipes.py (its `-S key=value` overrides of params.yaml) or `key=value,...`
-overrides given inline. Each run is train() as the train stage calls it (params.yaml -> train_kwargs), with
-no MLflow and no grids, stopped after `--seconds` of *training* (the curve's evaluations are timed apart and
-not charged), then its G_ema is scored on `--n` images (default evaluate.n, so fid_ratio divides by the
-evaluator's real-data floor measured on as many images, exactly as the evaluate stage does). Along the way
-a curve: FID/precision/recall on `--curve-n` images every `--curve-kimg` (small n biases FID upwards; the
-curve compares recipes with each other, the final score compares with the pipeline).
+overrides given inline. Each run is the training engine as the train stage sets it up (params.yaml ->
+ganforge.train.validate, build, train), with no MLflow and no grids, stopped after `--seconds` of
+*training* (the curve's evaluations are timed apart and not charged), then its G_ema is scored on `--n`
+images (default evaluate.n, so fid_ratio divides by the evaluator's real-data floor measured on as many
+images, exactly as the evaluate stage does). Along the way a curve: FID/precision/recall on `--curve-n`
+images every `--curve-kimg` (small n biases FID upwards; the curve compares recipes with each other, the
+final score compares with the pipeline).
 
 Wall-clock is only as good as the machine is idle: the report records the load average before and after,
 and images/s, so a busy machine shows. A benchmark, not a test: nothing here asserts quality.
@@ -51,6 +52,8 @@ def overridden(raw: dict, overrides: list[str]) -> dict:
 
 def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n: int, curve_n: int,
                curve_kimg: float, device) -> dict:
+    import copy
+
     import numpy as np
     import torch
 
@@ -58,19 +61,24 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
     from ganforge.data.prepared import content_hash, load_info, load_split
     from ganforge.metrics import Reference, Settings, in_training_evaluation, load_evaluator
     from ganforge.metrics.suite import load_evaluator_metrics
-    from ganforge.nets import build_networks
-    from ganforge.train import Stopped, train, train_kwargs
+    from ganforge.train import Stopped, build, train, validate
+    from ganforge.train.run import steps_of
 
-    p = parse_params(overridden(raw, overrides), f"recipe {name}", ("base", "train", "evaluate"))
+    # kimg only bounds the run (the budget stops it first); it also sets a linear lr decay's horizon. The
+    # curve's evaluations are the bench's own (below), whatever the recipe's train.eval says.
+    p = parse_params(overridden(raw, [*overrides, "train.kimg=10000", "train.eval.every_kimg=0"]),
+                     f"recipe {name}", ("base", "train", "evaluate"))
     data = Path("data") / p.base.dataset
     info = load_info(data, p.base.dataset)
     x_train, y_train = load_split(data, "train")  # uint8 [N, C, H, W], int64 [N]
-    args = train_kwargs(p, content_hash(info), device, resolution=x_train.shape[-1])
-    img_per_step = args["batch_size"] * args["d_steps"]
-    # kimg only bounds the run (the budget stops it first); it also sets a linear lr decay's horizon
+    for warning in validate(p, info, 1):  # the train stage's checks of the params against the data
+        print(f"  {name}: warning: {warning}", flush=True)
+    built = build(p, x_train, y_train, len(info.get("classes", [])), data_hash=content_hash(info),
+                  device=device)
+    img_per_step = steps_of(p.train)[1]
     every = max(1, round(curve_kimg * 1000 / img_per_step))
-    args.update(kimg=10_000, eval_every=every, eval_n=curve_n, log_every=every, image_every=10**9,
-                ckpt_every=10**9)
+    engine = {**built.engine, "eval_every": every, "log_every": every, "image_every": 10**9,
+              "ckpt_every": 10**9}
     judge = in_training_evaluation(load_evaluator(Path("models/evaluator.pt"), device)[0],
                                    Reference.load(Path("results/evaluator/reference.npz")),
                                    Settings.of(p.evaluate, seed=p.base.seed, device=device), seed=p.base.seed)
@@ -83,9 +91,9 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
 
     curve: list[dict] = []
 
-    def evaluate(G, count: int) -> dict:  # the curve: timed apart, so it costs the recipe nothing
+    def evaluate(G) -> dict:  # the curve: timed apart, so it costs the recipe nothing
         t0, at = time.perf_counter(), train_seconds()
-        m = judge(G, count)
+        m = judge(G, curve_n)
         curve.append({"train_seconds": round(at, 1), "step": clock["steps"],
                       "kimg": clock["steps"] * img_per_step / 1000,
                       **{k: m[k] for k in ("fid", "precision", "recall")}})
@@ -95,7 +103,7 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
         return m
 
     def stop() -> str | None:
-        # The loop's graceful stop is exactly what a budget needs: finish this step, checkpoint it, raise
+        # The engine's graceful stop is exactly what a budget needs: finish this step, checkpoint it, raise
         # Stopped. The checkpoint then holds the G_ema to score (the signal name only labels the stop).
         clock["steps"] += 1
         return "SIGINT" if train_seconds() >= seconds else None
@@ -103,18 +111,13 @@ def run_recipe(name: str, overrides: list[str], raw: dict, *, seconds: float, n:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "train.pt"
         try:
-            train(x_train, y_train, len(info.get("classes", [])), **args, evaluate=evaluate,
-                  checkpoint_path=ckpt, stop=stop, progress=False)
+            train(built.task, **engine, evaluate=evaluate, checkpoint_path=ckpt, stop=stop, progress=False)
         except Stopped:
             pass
         trained = train_seconds()
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    G, _ = build_networks(args["arch"], z_dim=args["z_dim"], channels=x_train.shape[1],
-                          resolution=x_train.shape[-1], g_channels=args["g_channels"],
-                          d_channels=args["d_channels"], g_spectral_norm=args["g_spectral_norm"],
-                          d_spectral_norm=args["d_spectral_norm"],
-                          num_classes=len(info.get("classes", [])) if args["conditional"] else 0)
-    G.load_state_dict(state["G_ema"] if state["G_ema"] is not None else state["G"])
+    G = copy.deepcopy(built.task.G)  # the task's G (its EMA is a copy of it): the architecture to load into
+    G.load_state_dict(state["ema"] if state["ema"] is not None else state["nets"]["G"])
     final = judge(G.to(device).eval(), n)
     steps = state["step"]
     return {"recipe": name, "overrides": overrides, "train_seconds": round(trained, 1), "steps": steps,

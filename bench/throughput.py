@@ -1,8 +1,10 @@
 """Training throughput: the project's train step against a loop written the way public DCGAN examples are.
 
-(a) project:   ganforge.train.train() itself, called as stages/train.py calls it: params.yaml's train section,
-               the data resident on the device, the fast path when train.fast is auto on CUDA. Without MLflow,
-               checkpoints and fixed-z grids (file and tracking I/O, which the reference does not do either).
+(a) project:   the training engine itself, set up as stages/train.py sets it up: params.yaml's train section,
+               validated (ganforge.train.validate), built (ganforge.train.build: the z -> image task and the
+               engine's settings) and run (ganforge.train.train), the data resident on the device, the fast
+               path when train.fast is auto on CUDA. Without MLflow, checkpoints and fixed-z grids (file and
+               tracking I/O, which the reference does not do either).
                Timed between two of its own stats reports: each report reads the device (a host sync), so
                the time covers finished work, and warm-up (CUDA-graph capture included) is left out.
 (b) reference: the pytorch/examples DCGAN way: a torchvision-style Dataset (one PIL image per item ->
@@ -32,10 +34,11 @@ import typer
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
-def kimg_for(steps: int, batch_size: int) -> float:
-    """The kimg for which train() runs exactly `steps` steps (it runs ceil(kimg * 1000 / batch_size))."""
-    kimg = steps * batch_size / 1000
-    while math.ceil(kimg * 1000 / batch_size) > steps:  # float rounding up by one ulp would add a step
+def kimg_for(steps: int, img_per_step: int) -> float:
+    """The train.kimg for which a run has exactly `steps` steps (ganforge.train.run.steps_of: it runs
+    ceil(kimg * 1000 / img_per_step), img_per_step = batch_size * d_steps)."""
+    kimg = steps * img_per_step / 1000
+    while math.ceil(kimg * 1000 / img_per_step) > steps:  # float rounding up by one ulp would add a step
         kimg = math.nextafter(kimg, 0.0)
     return kimg
 
@@ -74,20 +77,42 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def project_run(x_train, train_args: dict, *, warmup: int, steps: int) -> dict:
-    """(a): one train() run of warm-up + timed steps; the window runs from report to report."""
-    from ganforge.train import train
+def with_train(raw: dict, params_path: Path, changes: dict):
+    """Validated base and train sections of the merged params mapping `raw` with `changes` to its train keys
+    (dotted below train: {"eval.every_kimg": 0}), as a user's params.yaml would set them."""
+    import copy
 
-    every, batch = train_args["log_every"], train_args["batch_size"]
+    from ganforge.config import parse_params
+
+    raw = copy.deepcopy(raw)
+    raw["recipe"] = None  # raw has its recipe laid over it already: laid again, it would undo these keys
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = raw["train"]
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return parse_params(raw, params_path, sections=("base", "train"))
+
+
+def project_run(x_train, p, params_path: Path, dev, *, warmup: int, steps: int) -> dict:
+    """(a): one training run of warm-up + timed steps (validated params `p`, train.kimg set for exactly that
+    many steps); the window runs from report to report."""
+    from ganforge.train import build, train
+    from ganforge.train.run import steps_of
+
+    every, batch = p.train.log_every, p.train.batch_size
     start = max(1, math.ceil(warmup / every)) * every  # window ends are report steps; at least one warm-up
     end = start + math.ceil(steps / every) * every
+    p = with_train(p.raw, params_path, {"kimg": kimg_for(end, steps_of(p.train)[1])})
+    built = build(p, x_train, None, 0, data_hash="bench", device=dev)
+    assert built.engine["steps"] == end and not built.eval_every, (built.engine["steps"], end)
     reports: list[tuple[int, float, float]] = []  # (step, wall clock, this process's CPU time)
 
     def log(step: int, stats: dict) -> None:
         reports.append((step, time.perf_counter(), time.process_time()))
 
-    train(x_train, **{**train_args, "kimg": kimg_for(end, batch)}, checkpoint_path=None, progress=False,
-          log=log, log_grid=None)
+    train(built.task, **built.engine, checkpoint_path=None, progress=False, log=log, log_grid=None)
     (s0, t0, c0), (s1, t1, c1) = next(r for r in reports if r[0] == start), reports[-1]
     return timing(s1 - s0, t1 - t0, c1 - c0, batch)
 
@@ -103,7 +128,7 @@ def reference_run(x_train, *, seed: int, z_dim: int, g_channels: int, d_channels
     from torchvision import transforms
 
     from ganforge.nets import build_networks
-    from ganforge.train.loop import stream_seed
+    from ganforge.train.engine import stream_seed
 
     class ImageArrayDataset(Dataset):
         """torchvision.datasets.MNIST's way: each item becomes a PIL image, then goes through transform."""
@@ -213,28 +238,25 @@ def main(
 
     with user_errors():
         from ganforge.config import load_params
-        from ganforge.data.prepared import load_split
+        from ganforge.data.prepared import load_info, load_split
         from ganforge.device import resolve_device
         from ganforge.errors import GanforgeError
         from ganforge.io import atomic_write_json
+        from ganforge.train import validate
 
-        p = load_params(params)
-        t = p.train
-        dev = resolve_device(device or t.device)
+        p = load_params(params, "base", "train")
+        dev = resolve_device(device or p.train.device)
         data = data or Path("data") / p.base.dataset
         if not (data / "train.npz").exists():
             raise GanforgeError(f"no prepared data in {data}: make it with "
                                 f"`PATH=.venv/bin:$PATH .venv/bin/dvc repro download` (or pass --data)")
         x_train, _ = load_split(data, "train")  # uint8 [N, C, H, W]
-        from ganforge.train import train_kwargs
-
-        # the stage's own mapping of params.yaml (kimg is set per run; an in-training evaluation would time
-        # the judge, not the training step; unconditional, as the reference loop has no labels)
-        train_args = {**train_kwargs(p, "bench", dev, x_train.shape[-1]), "eval_every": 0,
-                      "conditional": False}
-        del train_args["kimg"]
-        if fast is not None:
-            train_args["fast"] = fast
+        # the stage's own params (kimg is set per run; an in-training evaluation would time the judge, not
+        # the training step; unconditional, as the reference loop has no labels), checked as the stage does
+        changes = {"eval.every_kimg": 0, "conditional": False, **({"fast": fast} if fast is not None else {})}
+        p = with_train(p.raw, params, changes)
+        validate(p, load_info(data, p.base.dataset), 1)
+        t = p.train
         # the reference loop: the seed DCGAN with one Adam setting (G's) for both networks
         net_args = {"seed": p.base.seed, "z_dim": t.z_dim, "g_channels": t.g_channels,
                     "d_channels": t.d_channels, "batch_size": t.batch_size, "lr": t.g.lr, "beta1": t.g.beta1,
@@ -245,17 +267,17 @@ def main(
         fast_log.addHandler(collect)
         fast_log.setLevel(logging.INFO)
         print(f"device {dev}, {len(x_train)} train images of {x_train.shape[1:]}, batch {t.batch_size}, "
-              f"fast={train_args['fast']}, {rounds} round(s)", flush=True)
+              f"fast={t.fast}, {rounds} round(s)", flush=True)
         load_before = os.getloadavg()
-        vs_off = vs_off and train_args["fast"] != "off"
+        vs_off = vs_off and t.fast != "off"
+        p_off = with_train(p.raw, params, {"fast": "off"})
         project, project_off, reference = [], [], []
         for r in range(1, rounds + 1):
-            project.append(project_run(x_train, train_args, warmup=warmup, steps=steps))
+            project.append(project_run(x_train, p, params, dev, warmup=warmup, steps=steps))
             print(f"round {r}: project   {project[-1]['img_per_s']:10.1f} img/s "
                   f"({project[-1]['steps']} steps)", flush=True)
             if vs_off:
-                project_off.append(project_run(x_train, {**train_args, "fast": "off"}, warmup=warmup,
-                                               steps=steps))
+                project_off.append(project_run(x_train, p_off, params, dev, warmup=warmup, steps=steps))
                 print(f"round {r}: fast=off   {project_off[-1]['img_per_s']:9.1f} img/s "
                       f"({project_off[-1]['steps']} steps)", flush=True)
             reference.append(reference_run(x_train, **net_args, device=dev, workers=workers, warmup=warmup,
@@ -272,7 +294,7 @@ def main(
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "machine": machine(), "device": str(dev), "dataset": p.base.dataset, "n_train": len(x_train),
-            "batch_size": t.batch_size, "fast": train_args["fast"], "loss": t.loss, "log_every": t.log_every,
+            "batch_size": t.batch_size, "fast": t.fast, "loss": t.loss.model_dump(), "log_every": t.log_every,
             "warmup": warmup, "workers": workers,
             "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
             "fast_path_log": collect.lines, **result, "ratio": ratio, "round_ratios": round_ratios,

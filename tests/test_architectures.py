@@ -86,7 +86,7 @@ def test_unsupported_resolution_lists_the_supported_ones():
 
 
 def test_dcgan_from_the_registry_is_the_dcgan_of_before():
-    # the loop's networks must not change: same constructors, same order of random draws as the old loop
+    # the trained networks must not change: same constructors, same order of random draws as before
     G, D = build("dcgan", 28)
     torch.manual_seed(0)
     G_old = Generator(z_dim=8, channels=1, resolution=28, g_channels=8, spectral_norm=False)
@@ -96,6 +96,29 @@ def test_dcgan_from_the_registry_is_the_dcgan_of_before():
     for new, old in ((G, G_old), (D, D_old)):
         assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), old.state_dict().values(),
                                                      strict=True))
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_the_training_task_starts_from_the_registrys_networks_drawn_from_the_init_stream(arch):
+    # ganforge.train.build -> tasks.generation.ImageGeneration: G and D are the registry's, initialised from
+    # the seed's "init" stream (the same weights whatever the device or the number of processes)
+    import numpy as np
+
+    from conftest import tiny_params
+    from ganforge.train import build
+    from ganforge.train.engine import stream_seed
+
+    images = np.zeros((64, 1, 28, 28), np.uint8)
+    p = tiny_params({"train.arch": arch, "base.seed": 3})
+    task = build(p, images, None, 0, data_hash="h", device=torch.device("cpu")).task
+    torch.manual_seed(stream_seed(3, "init"))
+    G, D = build_networks(arch, z_dim=16, channels=1, resolution=28, g_channels=8, d_channels=8,
+                          g_spectral_norm=False, d_spectral_norm=False)
+    assert task.nets == {"G": task.G, "D": task.D}
+    for new, ref in ((task.G, G), (task.D, D)):
+        assert type(new) is type(ref) and new.config() == ref.config()
+        a, b = new.state_dict(), ref.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])

@@ -42,6 +42,7 @@ def test_throughput_runs_both_loops_and_writes_its_json(tiny_mnist_dir, tmp_path
     assert report["ratio"] == report["project"]["img_per_s"] / report["reference"]["img_per_s"]
     assert report["round_ratios"] == [report["ratio"]] == [report["ratio_median_of_rounds"]]  # one round
     assert report["device"] == "cpu" and report["fast"] == "auto" and report["batch_size"] == 32
+    assert report["loss"] == "ns" and report["log_every"] == 5  # the params' train section (copy_params)
     assert report["machine"]["torch"] == torch.__version__ and report["n_train"] == 2048
     # a CPU without native bf16: fast: auto trains in fp32 and the run says so once
     assert report["fast_path_log"] == ["train.fast: auto: this CPU has no native bf16 (avx512_bf16 or AMX); "

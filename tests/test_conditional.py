@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import copy_params, run_stage, set_params, tiny_train_kwargs, untrained_generator
+from conftest import copy_params, run_stage, set_params, tiny_fit, tiny_params, untrained_generator
 from ganforge.nets import build_networks, load_generator, save_generator
 from ganforge.sampling import generate
 
@@ -85,18 +85,17 @@ def labelled_data(data_dir, n: int = 256):
     ("resnet", "hinge", "gp", True, "histogram"),
 ])
 def test_conditional_training_runs_and_keeps_its_labels(tiny_mnist_dir, arch, loss, reg, d_sn, fake_labels):
-    from ganforge.train import train
-
     x, y = labelled_data(tiny_mnist_dir)
-    kw = tiny_train_kwargs(arch=arch, loss=loss, reg=reg, d_spectral_norm=d_sn, conditional=True,
-                           fake_labels=fake_labels, kimg=0.096)
-    result = train(x, y, K, **kw)
-    assert result.G_ema.num_classes == K and np.isfinite(result.history[-1]["loss_d"])
+    overrides = {"train.arch": arch, "train.loss": loss, "train.reg.kind": reg, "train.spectral_norm.d": d_sn,
+                 "train.conditional": True, "train.fake_labels": fake_labels, "train.kimg": 0.096}
+    result = tiny_fit(x, y, K, overrides)
+    assert result.ema.num_classes == K and result.nets["D"].embed is not None
+    assert np.isfinite(result.history[-1]["loss_d"])
     assert result.grid.shape == (K * 30 + 2, 8 * 30 + 2)  # one row per class, 8 columns
     # the same seed, same labels, same weights: training is deterministic
-    again = train(x, y, K, **kw)
-    for k, v in result.G.state_dict().items():
-        torch.testing.assert_close(v, again.G.state_dict()[k], rtol=0, atol=0)
+    again = tiny_fit(x, y, K, overrides)
+    for k, v in result.nets["G"].state_dict().items():
+        torch.testing.assert_close(v, again.nets["G"].state_dict()[k], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("arch", ["dcgan", "resnet"])
@@ -124,38 +123,47 @@ def test_label_matching_teaches_d_the_classes_and_is_deterministic(tiny_mnist_di
     """train.label_matching adds P2GAN's class cross-entropy: D's classifier learns the real labels (its CE
     falls well below chance, ln 10 = 2.30, within a tiny run), the stats are reported, and training stays
     deterministic. Without it, the same run reports no class stats."""
-    from ganforge.train import train
-
     x, y = labelled_data(tiny_mnist_dir)
-    kw = tiny_train_kwargs(conditional=True, label_matching=1.0, kimg=2.56, log_every=20, lr_d=1e-3)
-    result = train(x, y, K, **kw)
+    overrides = {"train.conditional": True, "train.label_matching": 1.0, "train.kimg": 2.56,
+                 "train.log_every": 20, "train.d.lr": 1e-3}
+    result = tiny_fit(x, y, K, overrides)
     ce_real = [h["class_ce_real"] for h in result.history if "class_ce_real" in h]
     ce_fake = [h["class_ce_fake"] for h in result.history if "class_ce_fake" in h]
     assert len(ce_real) >= 3 and all(np.isfinite(ce_fake))
     assert ce_real[0] > 2.0 and ce_real[-1] < 1.5, ce_real  # from chance to well above it
-    again = train(x, y, K, **kw)
-    for k, v in result.G.state_dict().items():
-        torch.testing.assert_close(v, again.G.state_dict()[k], rtol=0, atol=0)
-    plain = train(x, y, K, **{**kw, "label_matching": 0.0, "kimg": 0.32})
+    again = tiny_fit(x, y, K, overrides)
+    for k, v in result.nets["G"].state_dict().items():
+        torch.testing.assert_close(v, again.nets["G"].state_dict()[k], rtol=0, atol=0)
+    plain = tiny_fit(x, y, K, {**overrides, "train.label_matching": 0.0, "train.kimg": 0.32})
     assert not any("class_ce_real" in h for h in plain.history)
 
 
-def test_label_matching_needs_a_conditional_run(tiny_mnist_dir):
+# info.json as run.validate reads it: MNIST's ten classes, and a flat image folder's single one
+MNIST_INFO = {"shape": [1, 28, 28], "classes": [str(c) for c in range(K)]}
+FLAT_INFO = {"shape": [1, 28, 28], "classes": ["faces"]}
+
+
+def test_label_matching_needs_a_conditional_run():
     from ganforge.errors import ConfigError
-    from ganforge.train import train
+    from ganforge.train import validate
 
-    x, _ = labelled_data(tiny_mnist_dir, 64)
     with pytest.raises(ConfigError, match="train.label_matching.*train.conditional: true"):
-        train(x, **tiny_train_kwargs(label_matching=1.0))
+        validate(tiny_params({"train.label_matching": 1.0}), MNIST_INFO, 1)
+    both = tiny_params({"train.label_matching": 1.0, "train.conditional": True})
+    assert validate(both, MNIST_INFO, 1) == []
 
 
-def test_conditional_training_needs_labels(tiny_mnist_dir):
-    from ganforge.errors import GanforgeError
-    from ganforge.train import train
+def test_conditional_training_needs_labels():
+    from ganforge.errors import ConfigError
+    from ganforge.train import validate
 
-    x, _ = labelled_data(tiny_mnist_dir, 64)
-    with pytest.raises(GanforgeError, match="at least 2 classes"):
-        train(x, np.zeros(64, np.int64), 1, **tiny_train_kwargs(conditional=True))
+    for info in (FLAT_INFO, {"shape": [1, 28, 28]}):  # one class, or none at all
+        with pytest.raises(ConfigError, match=r"train\.conditional: mnist has no labels \([01] class"):
+            validate(tiny_params({"train.conditional": True}), info, 1)
+    # both problems at once: one message, one line each
+    with pytest.raises(ConfigError, match=r"(?s)invalid params for training:\n  train\.conditional: .*no "
+                                          r"labels.*\n  train\.pack: PacGAN packing"):
+        validate(tiny_params({"train.conditional": True, "train.pack": 2}), FLAT_INFO, 1)
 
 
 def test_train_stage_exits_2_on_a_flat_folder_dataset(tmp_path, store):
@@ -165,7 +173,8 @@ def test_train_stage_exits_2_on_a_flat_folder_dataset(tmp_path, store):
     images = np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8)
     for split in ("train", "test"):
         atomic_save_npz(data / f"{split}.npz", images=images, labels=np.zeros(64, np.int64))
-    (data / "info.json").write_text(json.dumps({"name": "mnist", "sha256": {}, "classes": ["faces"]}))
+    (data / "info.json").write_text(json.dumps({"name": "mnist", "sha256": {}, "classes": ["faces"],
+                                                "shape": [1, 28, 28]}))  # as prepared.write_prepared writes
     cwd = tmp_path / "work"
     cwd.mkdir()
     copy_params(cwd / "params.yaml")

@@ -154,11 +154,18 @@ def test_a_two_process_checkpoint_continues_in_two_processes_bit_for_bit(two_pro
     assert all(p.returncode == 0 for p in procs), [p.stdout + p.stderr for p in procs]
     assert f"resuming from checkpoint checkpoints/train.pt at step {STEPS}" in procs[0].stdout
     final, expected = (load_torch(cwd / "checkpoints/train.pt") for cwd in (resumed, straight))
-    for net in ("G", "D", "G_ema", "opt_G", "opt_D"):
-        a, b = final[net], expected[net]
-        if net.startswith("opt"):  # Adam's step, exp_avg, exp_avg_sq of every weight
-            a, b = ({f"{i}.{k}": v for i, s in d["state"].items() for k, v in s.items()} for d in (a, b))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), net
+
+    def adam(ckpt, net):  # Adam's step, exp_avg, exp_avg_sq of every weight
+        state = ckpt["optimizers"][net]["state"]
+        return {f"{i}.{k}": v for i, s in state.items() for k, v in s.items()}
+
+    assert final["nets"].keys() == expected["nets"].keys() == final["optimizers"].keys() == {"G", "D"}
+    pairs = {"ema": (final["ema"], expected["ema"])}
+    for net in ("G", "D"):
+        pairs[net] = (final["nets"][net], expected["nets"][net])
+        pairs[f"optimizers.{net}"] = (adam(final, net), adam(expected, net))
+    for what, (a, b) in pairs.items():
+        assert a and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), what
 
     def results(cwd):  # img/s is a measurement, not a result
         return [{k: v for k, v in row.items() if k != "img_per_s"} for row in history(cwd)]

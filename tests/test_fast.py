@@ -18,19 +18,33 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_kwargs
+from conftest import tiny_fit, tiny_params
 from ganforge.data.prepared import load_split
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.nets import Discriminator, Generator
-from ganforge.train import train, trajectory_config
+from ganforge.train import trajectory_config
 from ganforge.train.checkpoint import load_checkpoint
 from ganforge.train.fast import CPU_BF16_ENV, FastPath, cpu_bf16_supported
 
-# tiny but real: 8/8-channel DCGAN, batch 32, 12 steps on real MNIST (fast set by each test)
-TINY = {k: v for k, v in tiny_train_kwargs(kimg=0.384, log_every=4, image_every=6, ckpt_every=6).items()
-        if k != "fast"}
+# tiny but real: conftest.TINY's 8/8-channel DCGAN, batch 32, here 12 steps on real MNIST (train.fast set by
+# each test); dotted params keys
+TINY = {"train.kimg": 0.384, "train.log_every": 4, "train.image_every": 6, "train.ckpt_every": 6}
 
-ABSURD_LR = {"lr_g": 3e8, "lr_d": 3e8}  # weights overflow within a few steps (tests/test_train_loop.py)
+ABSURD_LR = {"train.g.lr": 3e8, "train.d.lr": 3e8}  # weights overflow within a few steps (test_train_loop.py)
+
+
+def fit(x_train, overrides: dict, **engine):
+    """conftest.tiny_fit over TINY."""
+    return tiny_fit(x_train, overrides={**TINY, **overrides}, **engine)
+
+
+def config_of(overrides: dict, device: str = "cpu") -> dict:
+    """The trajectory config a fit(overrides=...) run writes into its checkpoints."""
+    return trajectory_config(tiny_params({**TINY, **overrides}), "tiny", torch.device(device))
+
+
+def finite(state: dict) -> bool:
+    return all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
 def state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -102,22 +116,25 @@ def x_train(tiny_mnist_dir):
 
 def test_fast_off_and_auto_without_bf16_are_the_same_fp32_computation(x_train, monkeypatch, tmp_path):
     monkeypatch.setenv(CPU_BF16_ENV, "0")  # a CPU without native bf16: auto falls back to plain fp32
-    auto = train(x_train, **TINY, fast="auto", checkpoint_path=tmp_path / "auto.pt")
-    off = train(x_train, **TINY, fast="off", checkpoint_path=tmp_path / "off.pt")
-    assert state_equal(auto.G, off.G) and state_equal(auto.G_ema, off.G_ema)
+    auto = fit(x_train, {"train.fast": "auto"}, checkpoint_path=tmp_path / "auto.pt")
+    off = fit(x_train, {"train.fast": "off"}, checkpoint_path=tmp_path / "off.pt")
+    assert state_equal(auto.nets["G"], off.nets["G"]) and state_equal(auto.ema, off.ema)
+    assert state_equal(auto.nets["D"], off.nets["D"])
     for key in ("step", "loss_d", "loss_g", "d_real", "d_fake"):
         assert [r[key] for r in auto.history] == [r[key] for r in off.history]
     assert np.array_equal(auto.grid, off.grid)
-    assert conv_weights_channels_last(auto.G, off.G)
-    assert all(p.dtype == torch.float32 for p in auto.G.parameters())
+    assert conv_weights_channels_last(auto.nets["G"], off.nets["G"])
+    assert all(p.dtype == torch.float32 for p in auto.nets["G"].parameters())
 
 
 def test_cpu_bf16_follows_the_fp32_run_within_the_seed_to_seed_spread(x_train, monkeypatch):
     # 120 steps of the tiny DCGAN, reported every 10 (12 rows of loss means)
-    run = dict(TINY, kimg=120 * 32 / 1000, log_every=10, image_every=1000, ckpt_every=1000)
+    run = {"train.kimg": 120 * 32 / 1000, "train.log_every": 10, "train.image_every": 1000,
+           "train.ckpt_every": 1000}
     monkeypatch.setenv(CPU_BF16_ENV, "1")
-    bf16 = train(x_train, **run, fast="auto")
-    fp32, other_seed = train(x_train, **run, fast="off"), train(x_train, **{**run, "seed": 1}, fast="off")
+    bf16 = fit(x_train, {**run, "train.fast": "auto"})
+    fp32 = fit(x_train, {**run, "train.fast": "off"})
+    other_seed = fit(x_train, {**run, "train.fast": "off", "base.seed": 1})
     # Stated tolerance, as on CUDA: bf16 rounding makes a GAN's trajectory drift slowly from the fp32 run of
     # the same seed; it may drift no further than two fp32 runs of different seeds are apart.
     deviation = np.abs(curve(bf16) - curve(fp32)).mean()
@@ -127,7 +144,7 @@ def test_cpu_bf16_follows_the_fp32_run_within_the_seed_to_seed_spread(x_train, m
     assert deviation > 0  # autocast did change the computation (else this test would test nothing)
     assert all(0 < r["d_real"] < 1 and 0 < r["d_fake"] < 1 for r in bf16.history)
     # fp32 master weights; BatchNorm's running statistics and G_ema stay fp32 (and finite) under autocast
-    for net in (bf16.G, bf16.G_ema):
+    for net in (bf16.nets["G"], bf16.ema):
         state = net.state_dict()
         assert all(v.dtype == torch.float32 and torch.isfinite(v).all()
                    for v in state.values() if v.is_floating_point())
@@ -136,14 +153,15 @@ def test_cpu_bf16_follows_the_fp32_run_within_the_seed_to_seed_spread(x_train, m
 
 def test_cpu_bf16_resumes_bit_for_bit(x_train, monkeypatch, tmp_path):
     monkeypatch.setenv(CPU_BF16_ENV, "1")
-    run = dict(TINY, kimg=0.64, fast="auto")  # 20 steps: in one go, and as 12 + a resumed 8
-    full = train(x_train, **run)
+    run = {"train.kimg": 0.64, "train.fast": "auto"}  # 20 steps: in one go, and as 12 + a resumed 8
+    full = fit(x_train, run)
     ckpt_path = tmp_path / "train.pt"
-    train(x_train, **{**run, "kimg": 0.384}, checkpoint_path=ckpt_path)
-    ckpt = load_checkpoint(ckpt_path, trajectory_config(run))
+    fit(x_train, {**run, "train.kimg": 0.384}, checkpoint_path=ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, config_of(run))
     assert ckpt["step"] == 12
-    resumed = train(x_train, **run, checkpoint_path=ckpt_path, resume=ckpt)
-    assert state_equal(full.G, resumed.G) and state_equal(full.G_ema, resumed.G_ema)
+    resumed = fit(x_train, run, checkpoint_path=ckpt_path, resume=ckpt)
+    assert state_equal(full.nets["G"], resumed.nets["G"]) and state_equal(full.ema, resumed.ema)
+    assert state_equal(full.nets["D"], resumed.nets["D"])
     for key in ("step", "loss_d", "loss_g", "d_real", "d_fake"):
         assert [r[key] for r in full.history] == [r[key] for r in resumed.history]
 
@@ -152,29 +170,30 @@ def test_cpu_bf16_divergence_is_caught_and_the_checkpoint_is_finite(x_train, mon
     # the divergence watch reads fp32 losses and fp32 weights, also when the forward passes are bf16
     monkeypatch.setenv(CPU_BF16_ENV, "1")
     ckpt_path = tmp_path / "train.pt"
-    absurd = {**TINY, **ABSURD_LR, "fast": "auto", "kimg": 3.2, "ckpt_every": 1, "log_every": 1000}
+    absurd = {**ABSURD_LR, "train.fast": "auto", "train.kimg": 3.2, "train.ckpt_every": 1,
+              "train.log_every": 1000}
     with pytest.raises(GanforgeError, match=r"diverged at step \d+: loss_d=.*, loss_g=.*") as e:
-        train(x_train, **absurd, checkpoint_path=ckpt_path)
+        fit(x_train, absurd, checkpoint_path=ckpt_path)
     bad_step = int(re.search(r"diverged at step (\d+)", str(e.value)).group(1))
-    ckpt = load_checkpoint(ckpt_path, trajectory_config(absurd))
+    ckpt = load_checkpoint(ckpt_path, config_of(absurd))
     assert ckpt["step"] == bad_step - 1
-    for net in ("G", "D", "G_ema"):
-        assert all(torch.isfinite(v).all() for v in ckpt[net].values() if v.is_floating_point())
+    assert all(finite(state) for state in (ckpt["nets"]["G"], ckpt["nets"]["D"], ckpt["ema"]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run bench/gpu_check.sh there)")
 def test_cuda_fast_path_is_captured_and_follows_the_eager_fp32_run(tiny_mnist_dir, caplog):
     # The default 28x28 DCGAN at batch 128 for 200 steps, reported every 10 steps (20 rows of losses).
     x_train = load_split(tiny_mnist_dir, "train")[0]
-    run = dict(TINY, z_dim=100, g_channels=64, d_channels=64, batch_size=128, kimg=200 * 128 / 1000,
-               log_every=10, image_every=1000, ckpt_every=1000, device="cuda")
+    run = {"train.z_dim": 100, "train.g_channels": 64, "train.d_channels": 64, "train.batch_size": 128,
+           "train.kimg": 200 * 128 / 1000, "train.log_every": 10, "train.image_every": 1000,
+           "train.ckpt_every": 1000, "train.device": "cuda"}
     caplog.set_level(logging.INFO, logger="ganforge.train.fast")
-    fast = train(x_train, **run, fast="auto")
+    fast = fit(x_train, {**run, "train.fast": "auto"})
     said = [r.getMessage() for r in caplog.records if r.name == "ganforge.train.fast"]
     assert any("captured as a CUDA graph" in line for line in said), said  # replayed, not the fallback
-    assert all(p.dtype == torch.float32 for p in fast.G.parameters())  # fp32 master weights under bf16
-    eager = train(x_train, **run, fast="off")
-    other_seed = train(x_train, **{**run, "seed": 1}, fast="off")
+    assert all(p.dtype == torch.float32 for p in fast.nets["G"].parameters())  # fp32 master weights (bf16)
+    eager = fit(x_train, {**run, "train.fast": "off"})
+    other_seed = fit(x_train, {**run, "train.fast": "off", "base.seed": 1})
 
     # Stated tolerance: the fast path may drift from the eager run of the same seed (bf16 rounding makes
     # a GAN's trajectory diverge slowly) by no more than eager runs of two seeds differ from each other.

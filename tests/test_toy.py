@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_train_kwargs
+from conftest import tiny_fit
 from ganforge.data.toy import MIXTURES, sample_points, toy_splits
 from ganforge.errors import ConfigError
 from ganforge.metrics.modes import ModeTable, kl_from_uniform, mode_metrics
-from ganforge.train import train, train_kwargs
+from ganforge.train import validate
 
 
 def table(name: str) -> ModeTable:
@@ -111,13 +111,14 @@ def test_mlp_trains_on_points_and_records_itself(arch, g_hidden, d_hidden, tmp_p
     from ganforge.nets import architecture_name, build_networks, load_generator, save_generator
 
     x, _ = sample_points("ring8", 2048, seed=0, split="train")
-    result = train(x, **tiny_train_kwargs(arch=arch, z_dim=8, g_channels=16, d_channels=16, batch_size=64,
-                                          kimg=0.64, image_every=5))
+    result = tiny_fit(x, overrides={"train.arch": arch, "train.z_dim": 8, "train.g_channels": 16,
+                                    "train.d_channels": 16, "train.batch_size": 64, "train.kimg": 0.64,
+                                    "train.image_every": 5})
     z = torch.randn(5, 8)
-    out = result.G_ema(z)
+    out = result.ema(z)
     assert out.shape == (5, 2, 1, 1) and result.step == 10
     assert result.grid.shape == (256, 256, 3)  # 2-D data: the plane picture replaces the image grid
-    assert architecture_name(result.G) == arch
+    assert architecture_name(result.nets["G"]) == arch
     # the entry's depths (Metz et al.; PacGAN): hidden layers + the output layer
     G, D = build_networks(arch, z_dim=8, channels=2, resolution=1, g_channels=16, d_channels=16,
                           g_spectral_norm=False, d_spectral_norm=False)
@@ -128,7 +129,7 @@ def test_mlp_trains_on_points_and_records_itself(arch, g_hidden, d_hidden, tmp_p
     assert sum(isinstance(m, nn.BatchNorm1d) for m in G.modules()) == (g_hidden if pacgan else 0)
     assert sum(isinstance(m, nn.ReLU) for m in D.modules()) == (0 if pacgan else d_hidden)
     # the generator file rebuilds the same architecture, drawing the same points
-    save_generator(tmp_path / "g.pt", result.G_ema, meta={"dataset": "ring8"})
+    save_generator(tmp_path / "g.pt", result.ema, meta={"dataset": "ring8"})
     G2, _ = load_generator(tmp_path / "g.pt")
     assert architecture_name(G2) == arch and torch.equal(G2.eval()(z), out)
 
@@ -145,14 +146,21 @@ def params_for(dataset: str, arch: str, **train_overrides):
     return parse_params(raw, sections=("base", "train"))
 
 
+# info.json of each kind of data set, as run.validate reads it (the shape and the classes)
+RING8 = {"shape": [2, 1, 1], "classes": [str(k) for k in range(8)]}
+MNIST = {"shape": [1, 28, 28], "classes": [str(c) for c in range(10)]}
+
+
 def test_toy_data_with_a_cnn_or_mlp_on_images_is_refused_naming_the_key():
     with pytest.raises(ConfigError, match=r"train\.arch: .*'dcgan' models images.*2-D points.*use mlp"):
-        train_kwargs(params_for("ring8", "dcgan"), "h", "cpu", resolution=1)
+        validate(params_for("ring8", "dcgan"), RING8, 1)
     with pytest.raises(ConfigError, match=r"train\.arch: .*'mlp' models points.*28 px .*dcgan or resnet"):
-        train_kwargs(params_for("mnist", "mlp"), "h", "cpu", resolution=28)
+        validate(params_for("mnist", "mlp"), MNIST, 1)
     with pytest.raises(ConfigError, match=r"train\.augment"):
-        train_kwargs(params_for("ring8", "mlp", augment="translation"), "h", "cpu", resolution=1)
-    assert train_kwargs(params_for("ring8", "mlp"), "h", "cpu", resolution=1)["arch"] == "mlp"
+        validate(params_for("ring8", "mlp", augment="translation"), RING8, 1)
+    with pytest.raises(ConfigError, match=r"train\.eval\.every_kimg: .*ring8"):  # no CNN judge: no FID
+        validate(params_for("ring8", "mlp", eval={"every_kimg": 5, "n": 2000}), RING8, 1)
+    assert validate(params_for("ring8", "mlp"), RING8, 1) == []  # accepted, without a warning
 
 
 def test_toy_dataset_names_are_params_values():

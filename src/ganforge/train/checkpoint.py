@@ -55,6 +55,17 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
     return atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
 
 
+def _dotted(config: dict, prefix: str = "") -> dict:
+    """{"train": {"g": {"lr": 1}}} -> {"train.g.lr": 1}: what a changed-config message names."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def load_checkpoint(path: str | Path, config: dict, say: Callable[[str], None] = print) -> dict | None:
     """The checkpoint at `path` if it exists and was written with the same `config`, else None.
 
@@ -72,8 +83,9 @@ def load_checkpoint(path: str | Path, config: dict, say: Callable[[str], None] =
                             f"(expected format {CHECKPOINT_FORMAT}); delete it to start from scratch")
     old = ckpt.get("config", {})
     if old != config:
-        changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
-        diff = ", ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
+        old, new = _dotted(old), _dotted(config)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         say(f"checkpoint {path} (step {ckpt.get('step')}) was written with a different config "
             f"({diff}); starting fresh")
         return None

@@ -33,7 +33,8 @@ def validate(p, info: dict, nproc: int) -> list[str]:
     processes, at once: a ConfigError (exit 2) listing every problem, one line each; else the warnings."""
     t, judge = p.train, judge_for(p.base.dataset)
     shape, classes = list(info.get("shape", [])), list(info.get("classes", []))
-    problems = []
+    problems = [] if shape or judge.data == "points" else [
+        f"{p.base.dataset}'s info.json has no image shape: rerun the download stage (dvc repro download)"]
     try:
         resolution = 1 if judge.data == "points" else shape[-1] if shape else None
         get_architecture(t.arch.kind, resolution, judge.data)
