@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("dvc.yaml", "params.yaml", "recipes", "stages", "src", ".dvc/config", ".dvc/.gitignore",
-                 ".gitignore")
+                 ".dvcignore", ".gitignore")
 
 
 def run_stage(stage: str, *args: str, cwd: Path | str = ROOT, env: dict | None = None,

@@ -218,10 +218,10 @@ def test_label_matching_without_conditional_exits_2_before_torchrun(tmp_path, ti
 
 
 def test_a_batch_that_does_not_divide_exits_2_before_torchrun(tmp_path, tiny_mnist_dir, store):
-    cwd = workdir(tmp_path, {"train.nproc": 3})  # batch 32
+    cwd = workdir(tmp_path, {"train.nproc": 2, "train.batch_size": 33})
     proc = train_cli(cwd, tiny_mnist_dir, store)
     assert proc.returncode == 2, proc.stderr
-    assert "error: train.batch_size 32 does not divide among 3 processes" in proc.stderr
+    assert "error: train.batch_size 33 does not divide among 2 processes" in proc.stderr
     assert "Traceback" not in proc.stderr and "torchrun" not in proc.stdout  # refused before launching
     assert not (cwd / "results").exists() and not (cwd / "checkpoints").exists()
 
@@ -229,7 +229,7 @@ def test_a_batch_that_does_not_divide_exits_2_before_torchrun(tmp_path, tiny_mni
 def test_nproc_auto_and_more_processes_than_gpus():
     cuda, cpu, mps = torch.device("cuda"), torch.device("cpu"), torch.device("mps")
     assert resolve_nproc("auto", cuda, visible_gpus=4) == 4 and resolve_nproc(2, cuda, visible_gpus=4) == 2
-    assert resolve_nproc("auto", cpu) == 1 and resolve_nproc(3, cpu) == 3 and resolve_nproc("auto", mps) == 1
+    assert resolve_nproc("auto", cpu) == 1 and resolve_nproc(2, cpu) == 2 and resolve_nproc("auto", mps) == 1
     with pytest.raises(ConfigError, match=r"train.nproc is 3 but only 2 GPU\(s\) are visible"):
         resolve_nproc(3, cuda, visible_gpus=2)
     with pytest.raises(ConfigError, match="MPS cannot train in several processes"):

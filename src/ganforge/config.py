@@ -8,14 +8,12 @@ losses, architectures, ...) come from the registries that implement them, never 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
     PrivateAttr,
     ValidationError,
     field_validator,
@@ -27,8 +25,15 @@ from ganforge.errors import ConfigError
 Device = Literal["auto", "cpu", "cuda", "mps"]
 
 
+# Upper bounds where a value has a sane maximum: a typo (an extra zero, 1e309) fails here with the key's
+# name, not as an OverflowError after a run is opened, or as 64 worker processes on a CPU.
+MAX_COUNT = 1_000_000_000  # steps, images, intervals
+MAX_WIDTH = 65_536  # channels, z, batch
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: inf and nan (and 1e309, which YAML reads as inf) are no value of any key
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _registered(kind: str, names, value: str) -> str:
@@ -65,7 +70,7 @@ def set_dotted(raw: dict, overrides: dict) -> dict:
 
 
 class Base(Section):
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, lt=2**31)  # image i has seed base.seed + i: room left below 2**63
     dataset: str
 
     @field_validator("dataset")
@@ -92,8 +97,8 @@ class Download(Section):
 
 class Evaluator(Section):
     device: Device
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1, le=100_000)
+    batch_size: int = Field(ge=1, le=MAX_WIDTH)
     lr: float = Field(gt=0)
     feature_dim: int = Field(ge=2)
 
@@ -119,7 +124,7 @@ class SpectralNorm(Section):
 class Regularizer(Section):
     kind: str  # a key of losses.REGULARIZERS, or several joined by + (r1+r2)
     weight: float = Field(gt=0)  # R1/R2's gamma or GP's lambda
-    every: int = Field(ge=1)  # lazy regularisation interval (D steps)
+    every: int = Field(ge=1, le=MAX_COUNT)  # lazy regularisation interval (D steps)
 
     @field_validator("kind")
     @classmethod
@@ -160,13 +165,14 @@ class Choice(Section):
 
 
 class TrainEval(Section):
-    every_kimg: float = Field(ge=0)  # 0 = no in-training evaluation
-    n: int = Field(ge=10)
+    every_kimg: float = Field(ge=0, le=MAX_COUNT)  # 0 = no in-training evaluation
+    n: int = Field(ge=10, le=MAX_COUNT)
 
 
 class Train(Section):
     device: Device
-    nproc: Literal["auto"] | PositiveInt  # training processes on this node (torchrun); auto = visible GPUs
+    # training processes on this node (torchrun); auto = visible GPUs
+    nproc: Literal["auto"] | Annotated[int, Field(ge=1, le=1024)]
     fast: Literal["auto", "off"]
     resume: Literal["auto", "never"]
     arch: Choice  # a key of nets.ARCHITECTURES, with its settings (Choice)
@@ -174,26 +180,26 @@ class Train(Section):
     loss: Choice  # a key of losses.LOSSES, with its settings (Choice)
     reg: Regularizer
     augment: str
-    z_dim: int = Field(ge=1)
-    g_channels: int = Field(ge=1)
-    d_channels: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    z_dim: int = Field(ge=1, le=MAX_WIDTH)
+    g_channels: int = Field(ge=1, le=MAX_WIDTH)
+    d_channels: int = Field(ge=1, le=MAX_WIDTH)
+    batch_size: int = Field(ge=1, le=MAX_WIDTH)
     g: Optimizer
     d: Optimizer
-    d_steps: int = Field(ge=1)
+    d_steps: int = Field(ge=1, le=1000)
     lr_decay: Literal["none", "linear"]
-    kimg: float = Field(gt=0)
+    kimg: float = Field(gt=0, le=MAX_COUNT)
     ema: Ema
     conditional: bool  # class-conditional G and D (needs labelled data)
     fake_labels: str  # the classes asked of G while training (conditional only)
     label_matching: float = Field(ge=0)  # weight of P2GAN's class term (conditional only); 0 = off
     eval: TrainEval
-    log_every: int = Field(ge=1)
-    image_every: int = Field(ge=1)
-    ckpt_every: int = Field(ge=1)
+    log_every: int = Field(ge=1, le=MAX_COUNT)
+    image_every: int = Field(ge=1, le=MAX_COUNT)
+    ckpt_every: int = Field(ge=1, le=MAX_COUNT)
     # mode-collapse mitigations on D's input (nets/packing.py)
-    pack: int = Field(ge=1)  # PacGAN packing degree; 1 = off
-    mbstd_group: int = Field(ge=0)  # minibatch-stddev group size; 0 = off
+    pack: int = Field(ge=1, le=MAX_WIDTH)  # PacGAN packing degree; 1 = off
+    mbstd_group: int = Field(ge=0, le=MAX_WIDTH)  # minibatch-stddev group size; 0 = off
 
     # What a run may change and still continue a checkpoint: its length (a longer run continues a shorter
     # one), where it runs (the number of processes: every rank draws the same global batches; the device
@@ -232,7 +238,7 @@ class Train(Section):
 
 
 class Sample(Section):
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_WIDTH)
     truncation: float | None = Field(gt=0)
     classes: list[int | str] | None  # conditional G: the classes to draw (names or indices); null = all
     device: Device
@@ -244,7 +250,8 @@ class ModeCounting(Section):
 
 class Evaluate(Section):
     device: Device
-    n: int = Field(ge=10)  # the one evaluation sample size: generated images, and real ones in the floor
+    # the one evaluation sample size: generated images, and real ones in the floor
+    n: int = Field(ge=10, le=MAX_COUNT)
     kid_subsets: int = Field(ge=1)
     kid_subset_size: int = Field(ge=2)
     pr_k: int = Field(ge=1)
@@ -258,9 +265,9 @@ class Synthesize(Section):
     """The synthetic dataset and its Classification Accuracy Score (stages/synthesize.py)."""
 
     device: Device
-    batch_size: int = Field(ge=1)
-    train_n: int = Field(ge=2)  # synthetic train images (CAS trains on these alone)
-    test_n: int = Field(ge=2)  # synthetic test images (exported; CAS tests on the real test split)
+    batch_size: int = Field(ge=1, le=MAX_WIDTH)
+    train_n: int = Field(ge=2, le=MAX_COUNT)  # synthetic train images (CAS trains on these alone)
+    test_n: int = Field(ge=2, le=MAX_COUNT)  # synthetic test images (exported; CAS tests on real ones)
     seed_offset: int = Field(ge=0)  # image i of the train split has seed base.seed + seed_offset + i
     mix: bool  # also train on real + synthetic (the augmentation use)
 
@@ -309,6 +316,20 @@ BUDGET_KEYS = (("train", "kimg"),)  # a recipe never sets them: a row's budget i
 NOT_IN_RECIPES = ("base", "download")
 
 
+def read_yaml(path: Path):
+    """A params or recipe file, read as YAML 1.2 (the version dvc writes `-S` overrides in): `off`, `yes`,
+    `no` stay strings (YAML 1.1 makes them booleans, so `train.fast: off` would be refused). A missing file
+    or bad YAML is a ConfigError."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"params file not found: {path}") from None
+    except YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+
+
 def recipe_names(root: Path) -> list[str]:
     return sorted(f.stem for f in (root / RECIPES_DIR).glob("*.yaml"))
 
@@ -325,10 +346,7 @@ def apply_recipe(raw: dict, root: Path) -> dict:
         raise ConfigError(f"{RECIPE_KEY}: unknown recipe {name!r} (known: {RECIPES_DIR}/*.yaml = "
                           f"{', '.join(names) or 'none'}; null = none)")
     path = root / RECIPES_DIR / f"{name}.yaml"
-    try:
-        recipe = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    recipe = read_yaml(path) or {}
 
     def lay(base: dict, over: dict, where: str) -> dict:
         out = dict(base)
@@ -383,12 +401,7 @@ def load_params(path: str | Path = "params.yaml", *sections: str) -> Params:
     """Read and validate params.yaml (only `sections` when given). Missing file or bad YAML is a
     ConfigError, not a traceback."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"params file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    raw = read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, path, sections)

@@ -5,11 +5,18 @@ the previous checkpoint intact. It holds only tensors, numbers, strings, lists a
 with torch.load(weights_only=True); a file that needs arbitrary unpickling is refused.
 
 A run resumes only when the checkpoint's `config` (the arguments that determine the trajectory, see
-run.trajectory_config) equals the new run's; otherwise training starts fresh and says why.
+run.trajectory_config) equals the new run's; otherwise training starts fresh and says why. When only the
+code differs (an edit to losses/, nets/, tasks/ or train/), the old checkpoint is kept beside the new run as
+train.step<N>.code<hash>.pt: a comment added to a file must not cost a day of training.
+
+Integrity: torch does not check its zip CRCs, so a flipped bit in a weight would be resumed silently. Each
+checkpoint carries the sha256 of its whole content (every tensor's bytes and every value, in key order), and
+loading verifies it: a corrupt file is refused, never resumed or called "the last good checkpoint".
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -50,9 +57,48 @@ def set_rng_states(state: dict, generators: dict[str, torch.Generator]) -> None:
         g.set_state(state["generators"][name])
 
 
+def content_sha256(obj) -> str:
+    """sha256 of a checkpoint's content: dicts in key order, lists in order, tensors by dtype, shape and
+    bytes, other values by repr (exact for floats)."""
+    digest = hashlib.sha256()
+
+    def walk(x) -> None:
+        if isinstance(x, dict):
+            digest.update(b"{")
+            for k in sorted(x, key=str):
+                digest.update(repr(k).encode() + b":")
+                walk(x[k])
+            digest.update(b"}")
+        elif isinstance(x, list | tuple):
+            digest.update(b"[")
+            for item in x:
+                walk(item)
+            digest.update(b"]")
+        elif isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            digest.update(f"T{t.dtype}{list(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(x).encode())
+
+    walk(obj)
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, state: dict) -> Path:
-    """Atomically write `state` (a dict built by the training loop) with the format tag."""
-    return atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, **state})
+    """Atomically write `state` (a dict built by the engine) with the format tag and its content hash."""
+    state = {"format": CHECKPOINT_FORMAT, **state}
+    return atomic_torch_save(path, {**state, "sha256": content_sha256(state)})
+
+
+def remove_stale_temp_files(path: str | Path) -> list[Path]:
+    """Delete the temporary files a SIGKILL in the middle of a checkpoint write left beside `path`
+    (.train.pt.*.tmp: never a valid checkpoint, and DVC would cache and push them). Returns them."""
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return stale
 
 
 def _dotted(config: dict, prefix: str = "") -> dict:
@@ -81,6 +127,11 @@ def load_checkpoint(path: str | Path, config: dict, say: Callable[[str], None] =
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise GanforgeError(f"{path} is not a ganforge training checkpoint "
                             f"(expected format {CHECKPOINT_FORMAT}); delete it to start from scratch")
+    recorded = ckpt.pop("sha256", None)
+    if recorded != content_sha256(ckpt):
+        raise GanforgeError(f"{path} is corrupt: its content does not match the sha256 it was written with "
+                            "(a flipped bit, or a file cut short); restore it (`dvc checkout checkpoints`, "
+                            "`dvc pull`) or delete it to train from scratch")
     old = ckpt.get("config", {})
     if old != config:
         old, new = _dotted(old), _dotted(config)
@@ -88,6 +139,11 @@ def load_checkpoint(path: str | Path, config: dict, say: Callable[[str], None] =
         diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
         say(f"checkpoint {path} (step {ckpt.get('step')}) was written with a different config "
             f"({diff}); starting fresh")
+        if changed == ["code"]:  # only the code changed: keep the run, the new one will overwrite train.pt
+            kept = path.with_name(f"{path.stem}.step{ckpt.get('step')}.code{old.get('code')}{path.suffix}")
+            path.replace(kept)
+            say(f"the code changed since that checkpoint: kept it as {kept} (put back the code it names, "
+                f"then rename it to {path.name}, to continue that run; train.resume: never discards it)")
         return None
     say(f"resuming from checkpoint {path} at step {ckpt['step']}")
     return ckpt

@@ -101,14 +101,29 @@ class World:
         torch.distributed.all_reduce(num, op=torch.distributed.ReduceOp.MAX)
         return signal.Signals(int(num.item())).name if int(num.item()) else None
 
-    def from_main(self, obj):
-        """Rank 0's `obj` on every rank (pickled; e.g. the checkpoint rank 0 read: the other nodes need not
-        have the file)."""
+    def from_main(self, obj: dict | None) -> dict | None:
+        """Rank 0's `obj` on every rank (e.g. the checkpoint rank 0 read: the other nodes need not have the
+        file). Sent as the bytes of torch.save and read with weights_only=True, never as a pickle: a process
+        that could write into the rendezvous must not be able to run code in the others. So obj holds
+        tensors, numbers, strings, lists and dicts only, as a checkpoint does; None is sent as no bytes."""
         if self.size == 1:
             return obj
-        box = [obj if self.main else None]
-        torch.distributed.broadcast_object_list(box, src=0, device=self.device)
-        return box[0]
+        import io
+
+        payload = b""
+        if self.main and obj is not None:
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            payload = buf.getvalue()
+        size = torch.tensor([len(payload)], dtype=torch.int64, device=self.device)
+        torch.distributed.broadcast(size, src=0)
+        if not int(size.item()):
+            return None
+        data = (torch.frombuffer(bytearray(payload), dtype=torch.uint8) if self.main
+                else torch.empty(int(size.item()), dtype=torch.uint8))
+        data = data.to(self.device)
+        torch.distributed.broadcast(data, src=0)
+        return obj if self.main else torch.load(io.BytesIO(data.cpu().numpy().tobytes()), weights_only=True)
 
 
 def per_rank_error(batch_size: int, world_size: int) -> str:
@@ -129,6 +144,10 @@ def resolve_nproc(nproc: int | str, device: torch.device, visible_gpus: int | No
         return nproc
     if nproc == "auto":
         return 1
+    cpus = os.cpu_count() or 1
+    if device.type == "cpu" and nproc > cpus:
+        raise ConfigError(f"train.nproc is {nproc} but this machine has {cpus} CPU(s): each training process "
+                          "needs a core of its own (use at most that many, or auto)")
     if device.type == "mps" and nproc > 1:
         raise ConfigError(f"train.nproc is {nproc} but MPS cannot train in several processes "
                           "(torch.distributed has no MPS backend): use 1 or auto")

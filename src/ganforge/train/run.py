@@ -139,7 +139,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     from ganforge.plane import extent_of, gif_bytes, walk_pictures
     from ganforge.sampling import interpolation, interpolation_pictures, png_bytes
     from ganforge.tasks.generation import PLANE_POINTS
-    from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, remove_stale_temp_files
     from ganforge.train.engine import Stopped, train
     from ganforge.train.history import history_tsv
 
@@ -151,6 +151,9 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     data_hash = content_hash(info)
     built = build(p, x_train, y_train, len(classes), data_hash=data_hash, device=device, world=world)
     ckpt_path = checkpoints / CHECKPOINT_FILE
+    if world.main:
+        for stale in remove_stale_temp_files(ckpt_path):
+            print(f"removed {stale}: a checkpoint write that a kill cut short")
     # rank 0 reads the checkpoint and hands it to the others (other nodes need not have the file)
     resume = cfg.resume == "auto" and world.main
     ckpt = world.from_main(load_checkpoint(ckpt_path, built.engine["config"]) if resume else None)
