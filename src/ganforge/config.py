@@ -43,12 +43,6 @@ def _registered(kind: str, names, value: str) -> str:
     return value
 
 
-class NoSettings(BaseModel):
-    """The settings of a registry entry without hyperparameters: none (an unknown key is an error)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _checked_by(check, value: str) -> str:
     """`value` if check(value) raises no ConfigError; else its message, as a validation error of the key."""
     try:

@@ -25,7 +25,7 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ganforge.config import NoSettings
+from ganforge.settings import NoSettings
 
 # D(x [B, C, H, W], c [B] int64 or None) -> one raw output per image [B]
 Critic = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]

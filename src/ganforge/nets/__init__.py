@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 from torch import nn
 
-from ganforge.config import NoSettings
 from ganforge.errors import ConfigError
 from ganforge.nets import dcgan, mlp, resnet
 from ganforge.nets.dcgan import Discriminator, Generator, init_dcgan_weights, net_plan
@@ -33,6 +32,7 @@ from ganforge.nets.mlp import (
 from ganforge.nets.packing import input_channels, pack_input
 from ganforge.nets.resnet import ResNetDiscriminator, ResNetGenerator, init_resnet_weights
 from ganforge.nets.store import GENERATOR_FORMAT, load_generator, save_generator
+from ganforge.settings import NoSettings
 
 
 @dataclass(frozen=True)
