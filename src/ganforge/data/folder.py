@@ -5,8 +5,15 @@ Only PNG, JPEG, BMP, WebP and TIFF are read, as Pillow detects them from the con
 knows forty formats, and some reach far (EPS and PS run Ghostscript). Files with one of those formats'
 extensions that do not decode as one of them are skipped and counted; other files are ignored.
 
+Pixels deeper than 8 bits are scaled to 8 bits, never clipped (see to_8bit): 16-bit grayscale (Pillow's
+I;16 modes) as round(x / 257), so 0..65535 becomes 0..255; 32-bit integer grayscale (mode I) the same way
+when its values lie in 0..65535, the 16-bit range it holds in practice; float grayscale (mode F) as
+round(x * 255) when its values lie in [0, 1]. 16-bit colour PNGs Pillow already reduces to 8 bits itself.
+
 Refused, counted and listed (info.json `refused`, `refused_files`):
 - images over MAX_PIXELS, before they are decoded: a few KB of PNG can claim gigapixels;
+- integer images with values outside 0..65535 and float images with values outside [0, 1] (or NaN): there is
+  no agreed white point to scale them by, and clipping would silently flatten them;
 - symlinks that lead out of the folder, and second names (symlinks, hard links) of a file already read,
   which could put one image in both train and test. Symlinked sub-folders are not entered.
 """
@@ -57,15 +64,46 @@ def _files_by_class(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return [name for name, _ in groups], files
 
 
+def to_8bit(im: Image.Image) -> Image.Image:
+    """An 8-bit grayscale ('L') copy of an image deeper than 8 bits (modes I;16*, I, F), else `im` itself.
+
+    Pillow's own convert() clips such images to 0..255 (a 16-bit photo comes out nearly white, a [0, 1] float
+    one black), so they are scaled here on a fixed scale, the same for every image of the folder: scaling each
+    by its own maximum would brighten dark images and make the dataset's brightness meaningless."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im)
+        if im.mode == "I":
+            # 32-bit integers: Pillow gives this mode to 16-bit data too (some TIFF and PNG variants, older
+            # Pillows); wider values have no agreed white point, so they are refused, not guessed at
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 or hi > 65535:
+                raise _Refused(f"32-bit integer pixel values from {lo} to {hi}, outside 0..65535 (the range "
+                               "read, as 16-bit); save the image with 8 or 16 bits per channel")
+        scaled = (a.astype(np.uint32) + 128) // 257  # round(x / 257): 0 -> 0, 65535 -> 255
+        return Image.fromarray(scaled.astype(np.uint8))  # 2-D uint8: mode L
+    if im.mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise _Refused("float pixel values that are NaN or infinite, outside [0, 1] (the only float "
+                           "range read)")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 1:
+            raise _Refused(f"float pixel values from {lo:g} to {hi:g}, outside [0, 1] (the only float range "
+                           "read); scale the image to [0, 1] or save it with 8 or 16 bits per channel")
+        return Image.fromarray(np.rint(a * 255).astype(np.uint8))
+    return im
+
+
 def load_image(path: Path, resolution: int, channels: int) -> np.ndarray:
     """uint8 [C, R, R]: EXIF-rotated, centre-cropped to square, resized with a Lanczos filter.
 
-    Raises UnidentifiedImageError for anything but FORMATS, _Refused over MAX_PIXELS (before decoding)."""
+    Raises UnidentifiedImageError for anything but FORMATS, _Refused over MAX_PIXELS (before decoding) and
+    for pixel values to_8bit cannot scale."""
     with Image.open(path, formats=FORMATS) as im:
         if im.width * im.height > MAX_PIXELS:
             raise _Refused(f"{im.width}x{im.height} pixels, over the limit of {MAX_PIXELS:,}")
         im = ImageOps.exif_transpose(im)
-        im = im.convert("L" if channels == 1 else "RGB")
+        im = to_8bit(im).convert("L" if channels == 1 else "RGB")
         im = ImageOps.fit(im, (resolution, resolution), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
         a = np.asarray(im, dtype=np.uint8)
     return a[None] if channels == 1 else a.transpose(2, 0, 1)  # [H, W, C] -> [C, H, W]

@@ -7,12 +7,16 @@ Every failure is a MirrorError whose message is one line meant for the user.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,20 +44,141 @@ def too_large(file: str, limit: int, what: str) -> MirrorError:
                        "(its registry size + headroom)")
 
 
+# tarfile reads an extension header (pax, GNU long name / long link, GNU sparse map) whole into memory, and
+# parses it, before it yields the member it belongs to: a few hundred KB of gzip can declare one of hundreds
+# of MB. Real ones hold a path, a link target and a few attributes (PATH_MAX is 4 KiB); the datasets'
+# archives need a few hundred bytes. So the headers before one member, their blocks included, may take
+# MAX_HEADER_BYTES in all and be at most MAX_HEADER_CHAIN in a row (tarfile recurses once per header);
+# global pax headers, which tarfile keeps for the rest of the archive, may take MAX_HEADER_BYTES in all.
+MAX_HEADER_BYTES = 64 << 10
+MAX_HEADER_CHAIN = 16
+_EXTENSION_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.GNUTYPE_SPARSE,
+                    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
+class _BoundedStream:
+    """The decompressed tar stream as tarfile reads it (read, seek, tell), refusing with a MirrorError any
+    read or seek that would end past `total` bytes (plus the end-of-archive blocks), or past the header
+    budget while tarfile reads extension headers. A request is checked before anything is decompressed."""
+
+    def __init__(self, raw, archive: str, total: int):
+        self._raw, self._archive, self._total = raw, archive, total
+        self._limit = total + tarfile.RECORDSIZE  # room for the end-of-archive blocks after the last member
+        self._pos = 0
+        self.header_end: int | None = None  # while extension headers are read: the budget's end
+        self.chain = 0                       # extension headers in a row, before the current member
+        self.global_bytes = 0                # global pax headers so far
+
+    def header_refused(self, what: str) -> MirrorError:
+        return MirrorError(f"{self._archive}: refused: {what} (pax, GNU long-name or sparse headers; real "
+                           "ones take a few hundred bytes)")
+
+    def _check(self, end: int) -> None:
+        if self.header_end is not None and end > self.header_end:
+            raise self.header_refused(f"tar extension headers over {MAX_HEADER_BYTES:,} bytes "
+                                      "before a member")
+        if end > self._limit:
+            raise self._too_long()
+
+    def _too_long(self) -> MirrorError:
+        return MirrorError(f"{self._archive}: refused: expands to more than {self._total:,} bytes, the "
+                           "limits of the files it should hold together")
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:  # tarfile asks for exact sizes; "all of it" is read up to the limit
+            data = self._raw.read(self._limit + 1 - self._pos)
+            self._pos += len(data)
+            if self._pos > self._limit:
+                raise self._too_long()
+            return data
+        self._check(self._pos + size)
+        data = self._raw.read(size)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence not in (0, 1):
+            raise OSError("seek from the end is not supported on a tar stream")
+        target = offset + (self._pos if whence == 1 else 0)
+        self._check(target)
+        self._pos = self._raw.seek(target)
+        return self._pos
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Opens the stream's header budget around each extension header (tarfile documents _proc_member as the
+    hook to override); the header's data is then refused before tarfile reads it into memory."""
+
+    __slots__ = ()
+
+    def _proc_member(self, tar):
+        stream = tar.fileobj
+        if not isinstance(stream, _BoundedStream):
+            return super()._proc_member(tar)
+        if self.type not in _EXTENSION_TYPES:
+            stream.chain = 0  # a member of its own: the next member's headers start afresh
+            return super()._proc_member(tar)
+        stream.chain += 1
+        if stream.chain > MAX_HEADER_CHAIN:
+            raise stream.header_refused(f"more than {MAX_HEADER_CHAIN} tar extension headers in a row")
+        if self.type == tarfile.XGLTYPE:
+            stream.global_bytes += tarfile.BLOCKSIZE + self._block(self.size)
+            if stream.global_bytes > MAX_HEADER_BYTES:
+                raise stream.header_refused(f"global tar headers over {MAX_HEADER_BYTES:,} bytes in all")
+        outer = stream.header_end
+        if outer is None:  # the first of a chain: the budget runs from its header block
+            stream.header_end = self.offset + MAX_HEADER_BYTES
+        try:
+            return super()._proc_member(tar)
+        finally:
+            stream.header_end = outer
+
+
+def _decompressed(archive: Path):
+    """The archive's tar stream, decompressed by content as tarfile's r:* would (gzip, bzip2, xz or none)."""
+    with archive.open("rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.open(archive, "rb")
+    if magic.startswith(b"BZh"):
+        return bz2.open(archive, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.open(archive, "rb")
+    return archive.open("rb")
+
+
 def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None],
                      max_bytes: dict[str, int]) -> Fetched:
     """Yield (file, bytes) for the regular-file members that `want` maps to a file name.
 
     Nothing is extracted to disk, so member names cannot write outside anywhere: links, devices and names
     that climb out ('..', absolute) are skipped outright. A member over its file's limit in `max_bytes` is
-    refused before it is read, and the walk stops once the decompressed stream passes all the limits
-    together (a small .tar.gz can expand to terabytes of members nobody asked for).
+    refused before it is read, and the decompressed stream itself may not pass all the limits together (a
+    small .tar.gz can expand to terabytes of members nobody asked for, or of data a member header hides):
+    reads past that are refused before they are made. Extension headers are bounded too (MAX_HEADER_BYTES),
+    and members already walked are not kept: memory beyond the wanted file being read stays small.
     """
     total = sum(max_bytes.values())
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
+        with _BoundedStream(_decompressed(archive), archive.name, total) as stream, \
+                tarfile.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo) as tar:
             seen: set[str] = set()
-            for member in tar:
+            while (member := tar.next()) is not None:
+                # tarfile keeps every member it has read (with its pax headers): thousands of tiny members
+                # would hold many times the stream's size. We never look back, so forget them.
+                tar.members.clear()
                 path = _safe_member_name(member.name)
                 file = want(path) if path is not None and member.isfile() else None
                 if file is not None and member.size > max_bytes[file]:
@@ -68,7 +193,7 @@ def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None],
                 f = tar.extractfile(member)
                 assert f is not None  # regular files always have data
                 yield file, f.read()
-    except (tarfile.TarError, EOFError, OSError) as e:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise MirrorError(f"{archive.name} is not a readable tar archive: {e}") from None
 
 
