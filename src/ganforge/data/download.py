@@ -5,7 +5,8 @@ info.json (see prepared.py for the split format):
   sha256 {split: sha256 of the split's images bytes then labels bytes (int64 little-endian)},
   source (the mirror(s) or folder that served), files {file: {sha256, source}} (downloaded datasets),
   skipped / skipped_files (folder datasets: undecodable images), refused / refused_files (folder datasets:
-  images refused on purpose: too many pixels, links out of the folder or to a file already read).
+  images refused on purpose: too many pixels, links out of the folder or to a file already read, pixel
+  values outside 0..65535 or, for float images, outside [0, 1]).
 """
 
 from __future__ import annotations
