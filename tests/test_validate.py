@@ -96,6 +96,21 @@ def test_a_recipe_is_its_measured_rows_flags(recipe, row):
     assert merged(recipe, fixed) == with_flags(flags)
 
 
+README_ROWS = [  # the README's rows (1), (3), (4) as they were measured, flag by flag
+    ("long", ["train.kimg=1000", "train.eval.every_kimg=100", "train.resume=never"]),
+    ("long-decay", ["train.kimg=1200", "train.eval.every_kimg=100", "train.resume=never",
+                    "train.lr_decay=linear"]),
+    ("label-matching", ["train.label_matching=0.1", "train.kimg=1000", "train.lr_decay=linear",
+                        "train.eval.every_kimg=100", "train.resume=never"]),
+]
+
+
+@pytest.mark.parametrize("recipe,flags", README_ROWS)
+def test_a_readme_row_is_its_recipe_plus_budget(recipe, flags):
+    budget = {k: yaml.safe_load(v) for k, v in (f.split("=", 1) for f in flags) if k == "train.kimg"}
+    assert merged(recipe, budget) == with_flags(flags)
+
+
 def test_seed_dcgan_recipe_is_the_tests_baseline():
     from conftest import TEST_BASELINE
 
