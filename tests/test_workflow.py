@@ -163,12 +163,31 @@ def retrain(cwd, **env) -> tuple[subprocess.CompletedProcess, str]:
     return proc, report.read_text() if report.exists() else ""
 
 
+DVC_LOCKS = ("dvc-build-requirements.txt", "dvc-requirements.txt")  # what .venv-dvc is built from
+
+
+def stand_in_dvc_venv(project: Path, wrapper: str = "") -> Path:
+    """The venv that `scripts/retrain.sh setup` builds from the hash-locked scripts/dvc-requirements.txt
+    (.venv-dvc, the one pull and push use), stood in by a wrapper of this environment's dvc that runs
+    `wrapper` (shell) first, and the record of what it was built from: no venv is built, no network used."""
+    venv = project / ".venv-dvc"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    (venv / ".gitignore").write_text("*\n")
+    (venv / ".retrain-lock").write_bytes(b"".join((ROOT / "scripts" / n).read_bytes() for n in DVC_LOCKS))
+    exe = venv / "bin" / "dvc"
+    exe.write_text(f'#!/bin/sh\n{wrapper}\nexec "{Path(VENV_BIN) / "dvc"}" "$@"\n')
+    exe.chmod(0o755)
+    return exe
+
+
 @pytest.fixture
 def toy(tmp_path):
-    """A git + DVC project with one stage and a local directory remote, scripts/retrain.sh inside."""
+    """A git + DVC project with one stage and a local directory remote, scripts/retrain.sh inside (and its
+    hash-locked dvc requirements), and a stand-in for the dvc venv that set-up builds (not in git)."""
     a = tmp_path / "a"
     (a / "scripts").mkdir(parents=True)
-    shutil.copy2(ROOT / "scripts" / "retrain.sh", a / "scripts")
+    for name in ("retrain.sh", *DVC_LOCKS):
+        shutil.copy2(ROOT / "scripts" / name, a / "scripts")
     (a / "toy.py").write_text(TOY_STAGE)
     (a / "dvc.yaml").write_text(TOY_DVC)
     (a / "params.yaml").write_text(TOY_PARAMS)
@@ -180,6 +199,7 @@ def toy(tmp_path):
     assert dvc("remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=a).returncode == 0
     git("add", "-A", cwd=a)
     git("commit", "-qm", "toy", cwd=a)
+    stand_in_dvc_venv(a)
     return a
 
 
@@ -193,6 +213,7 @@ def test_retrain_pushes_then_a_fresh_clone_hits_the_cache_and_reports_diffs(toy,
     # CI's situation: a fresh checkout of that commit. Everything comes from the remote; nothing runs.
     b = tmp_path / "b"
     git("clone", "-q", str(toy), str(b), cwd=tmp_path)
+    stand_in_dvc_venv(b)
     proc, report = retrain(b)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Stages run: none" in report and "Running stage" not in proc.stdout
@@ -251,7 +272,7 @@ def test_scheduled_retrain_trains_from_scratch(toy):
 
 
 # --- the sweep that fans out (.github/workflows/sweep.yml) -------------------------------------------------
-def test_sweep_workflow_shape_and_every_override_set_passes_retrains_checks():
+def test_sweep_workflow_shape_and_every_override_set_passes_retrains_checks(toy):
     wf = yaml.safe_load(SWEEP.read_text())
     assert wf["permissions"] == {} and "workflow_dispatch" in wf.get("on", wf.get(True))
     job, rank = wf["jobs"]["experiment"], wf["jobs"]["rank"]
@@ -277,8 +298,9 @@ def test_sweep_workflow_shape_and_every_override_set_passes_retrains_checks():
     sets = job["strategy"]["matrix"]["include"]
     names = [s["name"] for s in sets]
     assert len(sets) >= 2 and len(set(names)) == len(names)
+    shutil.copy2(ROOT / "params.yaml", toy / "params.yaml")  # the toy, with the project's settings
     for entry in sets:  # each set is checked here as the job's set-up step will check it
-        proc = run(["scripts/retrain.sh", "setup"], env={
+        proc = run(["scripts/retrain.sh", "setup"], cwd=toy, env={
             "RETRAIN_SETUP": "false", "RETRAIN_OVERRIDES": entry["overrides"],
             "RETRAIN_EXP_NAME": f"sweep-123-{entry['name']}"})
         assert proc.returncode == 0, (entry, proc.stderr)
@@ -292,6 +314,7 @@ def test_sweep_jobs_push_experiments_that_a_fresh_clone_lists_pulls_and_applies(
     for name, overrides in (("sweep-9-small", "x=3"), ("sweep-9-big", "x=40")):
         job = tmp_path / name
         git("clone", "-q", str(origin), str(job), cwd=tmp_path)
+        stand_in_dvc_venv(job)
         env = {"RETRAIN_SETUP": "false", "RETRAIN_OVERRIDES": overrides, "RETRAIN_EXP_NAME": name}
         proc = run(["scripts/retrain.sh", "reproduce"], cwd=job, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
