@@ -7,6 +7,9 @@
     make compare                                    # the same, against the project's store
 
 Reads the store of MLFLOW_TRACKING_URI, else the project's sqlite:///mlflow.db (as the stages do).
+Below the table, the champion of each registered model the experiment's runs registered versions of, with
+its files checked against the sha256 recorded at registration: a champion whose files no longer match is
+an error (exit code 1), never reported as the best model.
 """
 
 from __future__ import annotations
@@ -80,6 +83,29 @@ def compare_runs(experiment: str | None, params=PARAMS, metrics=METRICS, max_res
     return out.rename(columns=short)
 
 
+def champion_checks(experiment: str) -> list[tuple[str, int | None, str | None]]:
+    """(registered model, champion version or None, why its files are not trusted or None) for each model
+    that runs of `experiment` registered versions of (their tag registry.model), by name."""
+    import mlflow
+
+    from ganforge.tracking.promotion import CHAMPION
+    from ganforge.tracking.serving import integrity_problem
+    from ganforge.tracking.store import client
+
+    c = client()
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], "tags.`registry.model` LIKE 'ganforge-%'", max_results=1000)
+    out = []
+    for name in sorted({r.data.tags["registry.model"] for r in runs}):
+        try:
+            version = int(c.get_model_version_by_alias(name, CHAMPION).version)
+        except mlflow.exceptions.MlflowException:  # no champion (yet), or the model is gone
+            out.append((name, None, None))
+            continue
+        out.append((name, version, integrity_problem(c, name, version)))
+    return out
+
+
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -122,6 +148,18 @@ def compare(
         for row in df.itertuples(index=False):
             table.add_row(*(_cell(v) for v in row))
         Console(width=200).print(table)
+        if experiment is None:
+            return
+        bad = []
+        for name, version, problem in champion_checks(experiment):
+            if version is None:
+                print(f"{name}: no champion")
+            elif problem is None:
+                print(f"champion of {name}: version {version}, files verified (sha256 as registered)")
+            else:
+                bad.append(f"champion {problem}")
+        if bad:
+            raise GanforgeError("; ".join(bad) + " (the next version evaluate judges replaces it)")
 
 
 if __name__ == "__main__":

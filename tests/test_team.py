@@ -1,14 +1,17 @@
 """Team tracking server: `make mlflow-server`, `make ui` (read-only) and `make compare`, for real.
 
 The server runs on a free loopback port with its store in tmp_path (the Makefile's MLFLOW_STORE and
-ARTIFACTS variables); clients reach it over HTTP exactly as a teammate would.
+ARTIFACTS variables); clients reach it over HTTP exactly as a teammate would, logged in as the admin user
+its first start created (MLFLOW_AUTH_ADMIN_PASSWORD, a random one per session).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +31,8 @@ from ganforge.tracking.store import Run
 
 pytestmark = pytest.mark.slow  # real servers
 VENV_BIN = str(Path(sys.executable).parent)
+ADMIN = ("admin", secrets.token_urlsafe(16))  # the server's admin, created by its first start
+LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def free_port() -> int:
@@ -36,18 +41,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_cmd(store: Path, target: str, port: int) -> list[str]:
+    port_var = "MLFLOW_UI_PORT" if target == "ui" else "MLFLOW_PORT"
+    return ["make", "-s", "-C", str(ROOT), "-o", "install", target, f"{port_var}={port}",
+            f"MLFLOW_STORE={store / 'mlflow.db'}", f"ARTIFACTS={store / 'mlartifacts'}"]
+
+
+def server_env(**extra) -> dict:
+    return {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"], **extra}
+
+
 @contextlib.contextmanager
 def make_server(store: Path, target: str = "mlflow-server", timeout: float = 120, port: int | None = None):
     """Run `make <target>` (mlflow-server or ui) on `port` (default: a free one) with its store in `store`;
     yields the URL. `-o install` uses the environment as it is (the suite runs after `make install`).
+    While an mlflow-server runs, this process (and what it starts) logs in as its admin, as a teammate
+    with MLFLOW_TRACKING_USERNAME/PASSWORD would.
     """
+    saved = {k: os.environ.get(k) for k in LOGIN}
+    if target == "mlflow-server":
+        os.environ.update(dict(zip(LOGIN, ADMIN, strict=True)))
     port = port or free_port()
-    port_var = "MLFLOW_UI_PORT" if target == "ui" else "MLFLOW_PORT"
     log = open(store / f"{target}.log", "a")  # noqa: SIM115 (closed below)
-    cmd = ["make", "-s", "-C", str(ROOT), "-o", "install", target, f"{port_var}={port}",
-           f"MLFLOW_STORE={store / 'mlflow.db'}", f"ARTIFACTS={store / 'mlartifacts'}"]
-    env = {**os.environ, "PATH": VENV_BIN + os.pathsep + os.environ["PATH"]}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    env = server_env(MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1])
+    proc = subprocess.Popen(server_cmd(store, target, port), stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -72,6 +90,10 @@ def make_server(store: Path, target: str = "mlflow-server", timeout: float = 120
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +151,11 @@ def test_server_keeps_runs_models_and_artifacts_in_the_project_store(server, tea
     # artifacts went through the server's proxy into ARTIFACTS (the project's mlartifacts/)
     models = list((server["store"] / "mlartifacts").rglob("MLmodel"))
     assert len(models) == 2 and all((m.parent / "code" / "ganforge" / "nets").is_dir() for m in models)
-    # and a teammate's fresh process loads the champion from the server alone
+    # and a teammate's fresh process loads the champion from the server alone, its files checked against
+    # the sha256 recorded at registration (downloaded through the server's artifact proxy)
     code = textwrap.dedent("""
-        import mlflow
-        x = mlflow.pyfunc.load_model("models:/ganforge-mnist@champion").predict({"count": 2, "seed": 0})
+        from ganforge.tracking.serving import load_verified
+        x = load_verified("models:/ganforge-mnist@champion").predict({"count": 2, "seed": 0})
         print(x.shape, x.dtype)
     """)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
@@ -161,10 +184,14 @@ def test_make_compare_lists_runs_best_fid_ratio_first(server, team_runs):
     assert team_runs[3].run_id in rows[0] and "KILLED" in rows[0]  # asked for: shown, with its status
 
 
-def post(url: str, path: str, body: dict) -> tuple[int, str]:
-    """One REST call, no retries (the client would retry a 503 for minutes)."""
+def basic(auth: tuple[str, str] | None) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(":".join(auth).encode()).decode()} if auth else {}
+
+
+def post(url: str, path: str, body: dict, auth: tuple[str, str] | None = None) -> tuple[int, str]:
+    """One REST call, no retries (the client would retry a 503 for minutes); anonymous unless auth."""
     req = urllib.request.Request(url + "/api/2.0/mlflow/" + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers={"Content-Type": "application/json", **basic(auth)}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read().decode()
@@ -172,13 +199,57 @@ def post(url: str, path: str, body: dict) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def request(url: str, method: str, body: bytes | None = None) -> int:
-    req = urllib.request.Request(url, data=body, method=method)
+def request(url: str, method: str, body: bytes | None = None, auth: tuple[str, str] | None = None) -> int:
+    req = urllib.request.Request(url, data=body, method=method, headers=basic(auth))
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+def test_the_team_server_refuses_anonymous_and_read_only_writers(server, team_runs):
+    """Issue 34: no local process may move the champion or replace python_model.pkl through the server."""
+    from mlflow import MlflowClient
+
+    url = server["url"]
+    c = MlflowClient(url)
+    champ = c.get_model_version_by_alias("ganforge-mnist", "champion")
+    # mlflow-artifacts:/<experiment>/models/<model id>/artifacts, proxied into the store's mlartifacts/
+    where = c.get_model_version_download_uri("ganforge-mnist", champ.version)
+    where = where.removeprefix("mlflow-artifacts:/")
+    pkl = server["store"] / "mlartifacts" / where / "python_model.pkl"
+    before = pkl.read_bytes()
+    proxied = f"{url}/api/2.0/mlflow-artifacts/artifacts/{where}/python_model.pkl"
+    alias = ("registered-models/alias", {"name": "ganforge-mnist", "alias": "champion", "version": "1"})
+    assert post(url, *alias)[0] == 401  # anonymous
+    assert request(proxied, "PUT", b"code") == 401
+    assert post(url, *alias, auth=("admin", "wrong password"))[0] == 401
+    # a teammate's account (the admin creates it): reads everything, writes nothing it was not granted
+    reader = ("reader", secrets.token_urlsafe(12))
+    assert post(url, "users/create", {"username": reader[0], "password": reader[1]}, auth=ADMIN)[0] == 200
+    assert post(url, *alias, auth=reader)[0] == 403
+    assert request(proxied, "PUT", b"code", auth=reader) == 403
+    get = f"{url}/api/2.0/mlflow/registered-models/get?name=ganforge-mnist"
+    assert request(get, "GET", auth=reader) == 200
+    assert pkl.read_bytes() == before
+    assert MlflowClient(url).get_model_version_by_alias("ganforge-mnist", "champion").version == champ.version
+
+
+def test_make_mlflow_server_needs_an_admin_password_to_start(tmp_path):
+    env = server_env()
+    env.pop("MLFLOW_AUTH_ADMIN_PASSWORD", None)
+    proc = subprocess.Popen(server_cmd(tmp_path, "mlflow-server", free_port()), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # it started a server: without authentication
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        pytest.fail("`make mlflow-server` started without MLFLOW_AUTH_ADMIN_PASSWORD")
+    assert proc.returncode != 0
+    assert "requires authentication: set MLFLOW_AUTH_ADMIN_PASSWORD" in out
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_make_ui_opens_the_same_store_read_only(server, team_runs, tmp_path):

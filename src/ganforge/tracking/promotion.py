@@ -1,7 +1,9 @@
 """Which registered generator is the champion: the policy (strictly better fid_ratio wins) and its lock.
 
 evaluate calls promote_if_better(run, dataset, None, fid_ratio) once fid_ratio is known; the decision is
-recorded as run tags, and the champion is what `models:/ganforge-<dataset>@champion` loads.
+recorded as run tags, and the champion is what `models:/ganforge-<dataset>@champion` loads. Only a version
+whose files match the sha256 recorded at its registration (serving.integrity_problem) is trusted: one that
+does not is never promoted, and a champion that no longer does is no champion to beat.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import mlflow
 from mlflow import MlflowClient
 
-from ganforge.tracking.serving import registered_model_name
+from ganforge.tracking.serving import integrity_problem, registered_model_name
 from ganforge.tracking.store import Run, project_root
 
 CHAMPION = "champion"
@@ -87,6 +89,11 @@ def promote_if_better(run: Run, dataset: str, version: int | None, fid_ratio: fl
     rejected | unregistered), registry.champion_version and registry.previous_champion_*, and the same
     dict is returned.
 
+    Integrity: the version's files are checked against the sha256 recorded when it was registered before
+    it may take the alias; one that does not match is rejected (registry.integrity says which files). A
+    current champion that does not match (its files were changed in the artifact store, or it predates
+    the digests) is not trusted: any valid version replaces it (registry.previous_champion_integrity).
+
     variant: sample_variant() of the samples that fid_ratio measures. A non-standard sample (truncated, or
     some classes only) is not comparable with the champion's figure, so it is not judged: the registry,
     the alias and the version's fid_ratio tag are left as they are (a look at only the 7s must not cost the
@@ -105,11 +112,17 @@ def promote_if_better(run: Run, dataset: str, version: int | None, fid_ratio: fl
         run.set_tags(decision)
         return decision
     c = run.client
-    valid = math.isfinite(float(fid_ratio))
+    # checked before the lock (a download): a version whose files changed is never a candidate
+    tampered = integrity_problem(c, name, version)
+    valid = math.isfinite(float(fid_ratio)) and tampered is None
+    untrusted = None
     with _registry_lock(root):
         c.set_model_version_tag(name, str(version), "fid_ratio", repr(float(fid_ratio)))
         current = champion(c, dataset)
-        better = valid and (current is None or current[1] is None or float(fid_ratio) < current[1])
+        if current is not None and current[0] != version:
+            untrusted = integrity_problem(c, name, current[0])
+        better = valid and (current is None or current[1] is None or untrusted is not None
+                            or float(fid_ratio) < current[1])
         if current is not None and current[0] == version:
             better = valid  # re-evaluating the champion itself: it stays, with its new fid_ratio
         if better:
@@ -123,5 +136,9 @@ def promote_if_better(run: Run, dataset: str, version: int | None, fid_ratio: fl
         "registry.previous_champion_version": current[0] if current else "none",
         "registry.previous_champion_fid_ratio": current[1] if current and current[1] is not None else "none",
     }
+    if tampered is not None:
+        decision["registry.integrity"] = tampered
+    if untrusted is not None:
+        decision["registry.previous_champion_integrity"] = untrusted
     run.set_tags(decision)
     return decision

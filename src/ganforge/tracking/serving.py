@@ -1,19 +1,29 @@
 """The generator as a registered MLflow model: a pyfunc that answers requests with the sample stage's images.
 
 train logs models/generator.pt with log_generator_model(run, path, dataset), which registers a new version
-of `ganforge-<dataset>`; evaluate may then promote it (tracking.promotion). Users call
-    mlflow.pyfunc.load_model("models:/ganforge-mnist@champion").predict({"count": 16, "seed": 0})
+of `ganforge-<dataset>` and records the sha256 of every file of it in the version's tag ganforge.sha256;
+evaluate may then promote it (tracking.promotion). Users call
+    load_verified("models:/ganforge-mnist@champion").predict({"count": 16, "seed": 0})
+which checks the files against those digests before anything of the model is unpickled. (Plain
+mlflow.pyfunc.load_model trusts the artifact store: it runs whatever python_model.pkl it finds there.)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
+import re
+import shutil
+import tempfile
+import types
 import warnings
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd  # resolves GeneratorModel.predict's type hint when the class is created
 
 from ganforge.errors import GanforgeError
@@ -23,7 +33,32 @@ from ganforge.tracking.store import Run, fluent_store
 # 28x28 images are ~8 MB of output; the cap is per request (all rows together), not per row, so a request
 # of many rows cannot add up to an out-of-memory.
 MAX_REQUEST_IMAGES = 10_000
+# ... and it is bounded in bytes, since the image count alone does not bound the answer: 10,000 64 px RGB
+# images are 123 MB of uint8 (issue 34 measured 989 MB for answering them, and 5 GB in MLflow's scoring
+# server, whose .tolist() makes a Python list of 8 B a pixel before the JSON text; ~80 GB at 256 px). A
+# 32 MiB answer costs the scoring server ~256 MiB of list plus ~130 MB of text, keeps MNIST's whole count
+# cap (10,000 x 784 B = 7.8 MB) and still answers 2,730 64 px RGB images (170 at 256 px) per request.
+# The default travels in the model's own config (the MLmodel's pyfunc model_config; a serving limit, not
+# a hyperparameter, so not in params.yaml); a deployment with memory to spare raises it when loading:
+# load_verified(uri, model_config={"max_response_bytes": N}), or for `mlflow models serve`
+# MLFLOW_PYFUNC_INFERENCE_CONFIG='{"max_response_bytes": N}'.
+MAX_RESPONSE_BYTES = 32 * 2**20
+# The class lists of a request (class / classes), all rows together: image i of a row is of
+# class[i mod len], so no request can use more entries than it may have images; a longer list is only
+# work for the validation and memory for the labels.
+MAX_CLASS_ENTRIES = MAX_REQUEST_IMAGES
 BATCH_SIZE = 256  # generation batch; images do not depend on it (one seed per image)
+# The model version tag holding {path in the model: sha256} of every file logged with it (JSON, sorted).
+DIGEST_TAG = "ganforge.sha256"
+
+
+class RequestError(GanforgeError, ValueError):
+    """A request the model refuses (bad field, too many images or bytes, too long a class list). A
+    ValueError, so MLflow's scoring server answers it with HTTP 400 (its message in the stack trace)."""
+
+
+class ModelIntegrityError(GanforgeError):
+    """A registered model whose files differ from the sha256 recorded when it was registered."""
 
 
 def registered_model_name(dataset: str) -> str:
@@ -42,7 +77,9 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
                sample.classes); absent or null: every class in turn. Out of range or not a whole number:
                an error, no images
       classes  optional, the same as a list-valued class (one of the two per row)
-    At most MAX_REQUEST_IMAGES images per request, all rows together.
+    At most MAX_REQUEST_IMAGES images and max_response_bytes bytes of answer (model_config, default
+    MAX_RESPONSE_BYTES) per request, and MAX_CLASS_ENTRIES class list entries, all rows together; a request
+    over any of them is refused (RequestError, a ValueError) before an image is generated.
     predict output: numpy uint8 [N, H, W, C] with N = sum of counts, rows in request order (a 2-D point
     generator of the toy data sets: float32 coordinates [N, 1, 1, 2]).
 
@@ -57,31 +94,47 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         # no global torch.set_grad_enabled(False) here: loading a model must not change the caller's
         # autograd state (sampling.generate runs under no_grad itself)
         self.G, self.meta = load_generator(context.artifacts["generator"], device="cpu")
+        limit = (getattr(context, "model_config", None) or {}).get("max_response_bytes", MAX_RESPONSE_BYTES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise GanforgeError(f"model_config max_response_bytes must be a whole number >= 1, got {limit!r}")
+        self.max_response_bytes = limit
 
     # the DataFrame hint tells mlflow to take our explicit signature instead of inferring one from hints
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        import numpy as np
-
-        from ganforge.sampling import generate
+        from ganforge.sampling import class_cycle, class_names, draws_points, generate
 
         if not isinstance(model_input, pd.DataFrame):  # a dict is one request, a list of dicts several
             model_input = pd.DataFrame(model_input if isinstance(model_input, list) else [model_input])
-        from ganforge.sampling import class_cycle, class_names
-
         names = class_names(self.G, self.meta) if self.G.num_classes else []
-        out = [generate(self.G, count, seed=seed, batch_size=BATCH_SIZE,
-                        labels=class_cycle(count, classes) if names else None).transpose(0, 2, 3, 1)
-               for count, seed, classes in request_rows(model_input, names)]  # each uint8 [count, H, W, C]
         shape = (self.G.resolution, self.G.resolution, self.G.channels)
-        dtype = np.float32 if getattr(self.G, "points", False) else np.uint8  # 2-D points: coordinates
-        return np.concatenate(out) if out else np.zeros((0, *shape), dtype)
+        dtype = np.dtype(np.float32 if draws_points(self.G) else np.uint8)  # 2-D points: coordinates
+        per_image = math.prod(shape) * dtype.itemsize
+        limit = getattr(self, "max_response_bytes", MAX_RESPONSE_BYTES)
+        rows = request_rows(model_input, names, bytes_per_image=per_image, max_bytes=limit)
+        # the answer is allocated once, at the size just checked, and filled batch by batch: no list of
+        # per-row arrays to concatenate (twice the answer), no row generated whole in float
+        out = np.empty((sum(count for count, _, _ in rows), *shape), dtype)
+        done = 0  # images written so far, all rows: the answer's running total is done * per_image bytes
+        for count, seed, classes in rows:
+            labels = class_cycle(count, classes) if names else None
+            for lo in range(0, count, BATCH_SIZE):
+                n = min(BATCH_SIZE, count - lo)
+                x = generate(self.G, n, seed=seed + lo, batch_size=BATCH_SIZE,
+                             labels=None if labels is None else labels[lo : lo + n]).transpose(0, 2, 3, 1)
+                if x.shape != (n, *shape) or x.dtype != dtype or (done + n) * per_image > limit:
+                    # a generator whose output is not what its meta declares must not outgrow the bound
+                    raise GanforgeError(f"the generator made {x.dtype} {list(x.shape)} for {n} images, "
+                                        f"not {dtype} {[n, *shape]}: the answer would exceed its bound")
+                out[done : done + n] = x
+                done += n
+        return out
 
 
 def _whole_number(value, what: str, row: int) -> int:
     """An integer-valued request field; NaN, fractions, strings and booleans are refused by name."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
             or value != int(value):
-        raise GanforgeError(f"request row {row}: {what} must be a whole number, got {value!r}")
+        raise RequestError(f"request row {row}: {what} must be a whole number, got {value!r}")
     return int(value)
 
 
@@ -92,46 +145,61 @@ def _class_field(value) -> object | None:
     return value
 
 
-def request_rows(df: pd.DataFrame, names: list[str] | None = None) -> list[tuple[int, int, list[int]]]:
-    """Validate a request table; returns [(count, seed, class indices)] (GanforgeError on bad input).
+def request_rows(df: pd.DataFrame, names: list[str] | None = None, bytes_per_image: int | None = None,
+                 max_bytes: int = MAX_RESPONSE_BYTES) -> list[tuple[int, int, list[int]]]:
+    """Validate a request table; returns [(count, seed, class indices)] (RequestError on bad input).
     names: the classes of a conditional generator (empty or None: unconditional, which takes no class);
-    a row without a class gets every class."""
+    a row without a class gets every class. bytes_per_image: what one image of the answer takes; the
+    answer may take at most max_bytes."""
     missing = {"count", "seed"} - set(df.columns)
     if missing:
-        raise GanforgeError(f"request needs columns count and seed (missing: {', '.join(sorted(missing))})")
-    rows = []
+        raise RequestError(f"request needs columns count and seed (missing: {', '.join(sorted(missing))})")
+    rows, class_entries = [], 0
     for i, r in enumerate(df.to_dict("records")):
         count, seed = _whole_number(r["count"], "count", i), _whole_number(r["seed"], "seed", i)
         if count < 1 or seed < 0:
-            raise GanforgeError(f"request row {i}: need count >= 1 and seed >= 0, got count={count}, "
-                                f"seed={seed}")
+            raise RequestError(f"request row {i}: need count >= 1 and seed >= 0, got count={count}, "
+                               f"seed={seed}")
         wanted, alias = _class_field(r.get("class")), _class_field(r.get("classes"))
         if wanted is not None and alias is not None:
-            raise GanforgeError(f"request row {i}: give class or classes, not both")
+            raise RequestError(f"request row {i}: give class or classes, not both")
         wanted = alias if wanted is None else wanted
         if wanted is None:
             classes = list(range(len(names or [])))
         else:
             from ganforge.sampling import resolve_classes
 
-            classes = resolve_classes(wanted, list(names or []), f"request row {i}: class", by_name=False)
+            # counted before any entry is looked at: a long list costs nothing but this len()
+            class_entries += len(wanted) if isinstance(wanted, list | tuple | np.ndarray) else 1
+            if class_entries > MAX_CLASS_ENTRIES:
+                raise RequestError(f"request row {i}: a request's class lists may have at most "
+                                   f"{MAX_CLASS_ENTRIES} class entries in all rows together (image i of a "
+                                   "row is of class[i mod len]: entries past the images are never used)")
+            try:
+                classes = resolve_classes(wanted, list(names or []), f"request row {i}: class",
+                                          by_name=False)
+            except GanforgeError as e:
+                raise RequestError(str(e)) from None
         rows.append((count, seed, classes))
     total = sum(count for count, _, _ in rows)
     if total > MAX_REQUEST_IMAGES:
-        raise GanforgeError(f"a request may ask for at most {MAX_REQUEST_IMAGES} images in all rows "
-                            f"together, got {total}: split it into several requests")
+        raise RequestError(f"a request may ask for at most {MAX_REQUEST_IMAGES} images in all rows "
+                           f"together, got {total}: split it into several requests")
+    if bytes_per_image is not None and total * bytes_per_image > max_bytes:
+        raise RequestError(f"a request's answer may take at most {max_bytes} bytes (max_response_bytes), "
+                           f"got {total * bytes_per_image} ({total} images of {bytes_per_image} bytes): ask "
+                           f"for at most {max_bytes // bytes_per_image} images per request")
     return rows
 
 
 def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> int:
     """Log models/generator.pt as an MLflow pyfunc model of `run` and register it as a new version.
 
-    The registered model is `ganforge-<dataset>`; the version is tagged with the run id, dataset and the
-    generator file's meta, and is returned (an int). Load it with
-    mlflow.pyfunc.load_model("models:/ganforge-<dataset>/<version>") or, once evaluate has promoted it,
-    "models:/ganforge-<dataset>@champion".
+    The registered model is `ganforge-<dataset>`; the version is tagged with the sha256 of every file of
+    the model as it was uploaded (DIGEST_TAG), the run id, dataset and the generator file's meta, and is
+    returned (an int). Load it with load_verified("models:/ganforge-<dataset>/<version>") or, once
+    evaluate has promoted it, "models:/ganforge-<dataset>@champion".
     """
-    import numpy as np
     import torch
     from mlflow.models import Model, ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
@@ -162,12 +230,13 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     # the logged model belongs to the run's experiment (mlflow otherwise picks the global/default one)
     experiment = run.client.get_run(run.run_id).info.experiment_id
+    flavor = _DigestingPyfunc({"max_response_bytes": MAX_RESPONSE_BYTES})
     with warnings.catch_warnings(), fluent_store(run.client.tracking_uri, experiment):
         warnings.simplefilter("ignore")  # "no input example": the signature above is the contract
         info = Model.log(
             artifact_path=None,
             name="generator",
-            flavor=mlflow.pyfunc,
+            flavor=flavor,
             run_id=run.run_id,  # explicit: no global active run, so the run's status is left alone
             python_model=GeneratorModel(),
             artifacts={"generator": str(generator_path)},
@@ -180,6 +249,11 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
             await_registration_for=0,  # local and server stores register synchronously
         )
     version = int(info.registered_model_version)
+    if flavor.digests is None:  # Model.log did not save through the flavor: nothing to vouch for the files
+        raise GanforgeError(f"{name} version {version}: its files were not hashed when saved")
+    # first of the tags: a version without it is never loaded, promoted or trusted by compare
+    run.client.set_model_version_tag(name, str(version), DIGEST_TAG,
+                                     json.dumps(flavor.digests, sort_keys=True))
     description = (f"ganforge generator trained on {dataset}. predict rows of count (int >= 1) and seed "
                    f"(int >= 0); image i of a row comes from seed + i; at most {MAX_REQUEST_IMAGES} images "
                    "per request; returns " + ("float32 points [N, 1, 1, 2] (2-D coordinates)."
@@ -194,3 +268,145 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
         run.client.set_model_version_tag(name, str(version), k, str(v))
     run.set_tags({"registry.model": name, "registry.version": version})
     return version
+
+
+# integrity ------------------------------------------------------------------------------------------------
+def file_digests(root: str | Path) -> dict[str, str]:
+    """{path relative to root (posix): sha256 hex} of every file under root. A symbolic link is refused:
+    a model's files are plain files, and a link could point anywhere."""
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            raise ModelIntegrityError(f"{rel}: a symbolic link, not a file of the model")
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            out[rel] = h.hexdigest()
+    return out
+
+
+def _digesting_save(model_config: dict, record: types.SimpleNamespace):
+    def save_model(path, **kwargs):
+        # model_config here rather than in Model.log's arguments, which would also log it as params of the
+        # training run (its params are params.yaml's)
+        mlflow.pyfunc.save_model(path, model_config=model_config, **kwargs)
+        for pycache in Path(path).rglob("__pycache__"):  # what Model.log removes before uploading
+            shutil.rmtree(pycache, ignore_errors=True)
+        record.digests = file_digests(path)  # the files exactly as they are about to be uploaded
+
+    return save_model
+
+
+def _DigestingPyfunc(model_config: dict) -> types.SimpleNamespace:  # noqa: N802 (stands for a module)
+    """mlflow.pyfunc as Model.log's flavor, recording the sha256 of each file it saved (in .digests):
+    hashed from the local copy Model.log uploads, so what is recorded is what was logged, not what the
+    artifact store holds by the time it is read back."""
+    record = types.SimpleNamespace(__name__="mlflow.pyfunc", digests=None)  # __name__: the logged flavor
+    record.save_model = _digesting_save(model_config, record)
+    return record
+
+
+_MLFLOW_META_FILE = "registered_model_meta"  # mlflow.store.artifact.models_artifact_repo's, not the model's
+_MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))/?")
+
+
+def _model_version(client, model_uri: str):
+    """The registered model version a models:/<name>/<version> or models:/<name>@<alias> URI names,
+    resolved once (an alias moved afterwards does not change what is checked and loaded)."""
+    m = _MODEL_URI.fullmatch(model_uri.strip())
+    if not m:
+        raise GanforgeError(f"{model_uri!r}: a registered version is needed, models:/<name>/<version> or "
+                            "models:/<name>@<alias> (only those carry the sha256 of their files)")
+    if m["alias"]:
+        return client.get_model_version_by_alias(m["name"], m["alias"])
+    return client.get_model_version(m["name"], m["version"])
+
+
+def verified_copy(client, name: str, version: int | str, dst: str | Path | None = None) -> Path:
+    """Download version `version` of registered model `name` and check every file against the sha256
+    recorded at registration (DIGEST_TAG); returns the local copy, or raises ModelIntegrityError naming
+    each file that is missing, changed or not part of the model (the copy is then removed). Nothing is
+    unpickled or imported. dst: an empty folder to download into (default: a new temporary one)."""
+    mv = client.get_model_version(name, str(version))
+    what = f"{name} version {mv.version}"
+    try:
+        recorded = json.loads(mv.tags[DIGEST_TAG])
+        if not isinstance(recorded, dict) or not recorded:
+            raise ValueError("not a non-empty mapping")
+    except KeyError:
+        raise ModelIntegrityError(f"{what} has no recorded sha256 of its files (tag {DIGEST_TAG}: registered "
+                                  "before ganforge recorded them, or its registration was cut short), so "
+                                  "its files cannot be checked: not trusted") from None
+    except ValueError as e:
+        raise ModelIntegrityError(f"{what}: its tag {DIGEST_TAG} is unreadable ({e}): not trusted") from None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per file in stage logs
+    made = dst is None
+    dst = Path(tempfile.mkdtemp(prefix=f"ganforge-{name}-{mv.version}-") if made else dst)
+    local = None
+    try:
+        from mlflow.artifacts import download_artifacts
+
+        # the version's own artifact location, not models:/..., whose download adds a file of its own
+        uri = client.get_model_version_download_uri(name, str(mv.version))
+        local = Path(download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                        tracking_uri=client.tracking_uri))
+        # mlflow writes this {model_name, model_version} YAML next to the model when a local store's version
+        # is loaded through models:/... (in the store itself): not a file of the model, read as plain YAML,
+        # never run; it leaves the checked copy, so what is loaded is exactly the registered files
+        if (local / _MLFLOW_META_FILE).is_file() and not (local / _MLFLOW_META_FILE).is_symlink():
+            (local / _MLFLOW_META_FILE).unlink()
+        actual = file_digests(local)
+        problems = [f"{p}: changed" for p in sorted(recorded) if p in actual and actual[p] != recorded[p]]
+        problems += [f"{p}: missing" for p in sorted(recorded) if p not in actual]
+        problems += [f"{p}: not in the registered model" for p in sorted(actual) if p not in recorded]
+        if problems:
+            more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise ModelIntegrityError(
+                f"{what} does not match the sha256 recorded when it was registered "
+                f"({'; '.join(problems[:10])}{more}): its files were changed in the artifact store since, "
+                "so nothing of it is loaded or trusted")
+        return local
+    except BaseException:
+        if made or local is not None:
+            shutil.rmtree(dst if made else local, ignore_errors=True)
+        raise
+
+
+def integrity_problem(client, name: str, version: int | str) -> str | None:
+    """None when the version's files match their recorded sha256, else why not. For promotion and
+    compare, which check without loading: the downloaded copy is removed either way."""
+    with tempfile.TemporaryDirectory(prefix="ganforge-check-") as tmp:
+        try:
+            verified_copy(client, name, version, tmp)
+        except ModelIntegrityError as e:
+            return str(e)
+    return None
+
+
+def download_verified(model_uri: str, dst: str | Path | None = None, tracking_uri: str | None = None) -> Path:
+    """The registered model `model_uri` (models:/<name>/<version> or models:/<name>@<alias>) downloaded
+    and checked file by file against the sha256 recorded at registration; returns the local folder (for
+    `mlflow models serve -m <folder>`). tracking_uri: default MLFLOW_TRACKING_URI, else the project's
+    store, as the stages use."""
+    from mlflow import MlflowClient
+
+    from ganforge.tracking.store import tracking_uri as default_uri
+
+    client = MlflowClient(tracking_uri or default_uri())
+    mv = _model_version(client, model_uri)
+    return verified_copy(client, mv.name, mv.version, dst)
+
+
+def load_verified(model_uri: str, model_config: dict | None = None, tracking_uri: str | None = None,
+                  dst: str | Path | None = None):
+    """mlflow.pyfunc.load_model for a registered generator, but only once every file of it matches the
+    sha256 recorded when it was registered (ModelIntegrityError naming the files otherwise, before
+    anything is unpickled). The pyfunc is loaded from the checked local copy, so what runs is what was
+    checked (a new temporary folder unless dst, kept: the model's code is imported from it).
+    model_config: e.g. {"max_response_bytes": N} to change the model's response bound."""
+    local = download_verified(model_uri, dst, tracking_uri)
+    return mlflow.pyfunc.load_model(str(local), model_config=model_config)

@@ -10,6 +10,12 @@ or logged twice.
   but the store lacks (a crash between the checkpoint and its report) are sent by `replay`.
 - Images are not spooled (they are also in results/ and regenerate from the checkpoint); one that cannot
   be sent is counted and reported at the end.
+- An entry the store can never take is not an outage: a line that is not JSON (a write torn by a kill),
+  one that is not a report (a hand-edited file, a value that is not a number), or one the store refuses
+  as such (MLflow's INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, BAD_REQUEST: a deleted run, an
+  invalid key or value). It is moved to <spool>.rejected, one JSON line with the reason, and the entries
+  after it are sent at once; retrying it would block every later report, and every later training of
+  the workspace, for good. Everything else (connection errors, timeouts, 5xx, 401/403, 429) is an outage.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from pathlib import Path
 from ganforge.tracking.store import Run
 
 SPOOL_FILE = "mlflow-spool.jsonl"
+REJECTED_SUFFIX = ".rejected"  # <spool>.rejected: the entries set aside, each with its reason
+# MLflow's answers that judge the request itself: sending it again can never succeed. Authentication
+# (401/403) is left out on purpose: wrong credentials refuse every entry alike and are fixed by the user
+# while training goes on, so they are an outage here, not a reason to set the whole spool aside.
+PERMANENT_ERRORS = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"})
 STEP_KEY = "kimg"  # logged with every report: its history tells which steps the store already has
 FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 10.0, 60.0
 
@@ -35,6 +46,7 @@ class TrainingLog:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         self.run, self.say = run, say
         self.spool = Path(spool_dir) / SPOOL_FILE
+        self.rejected = self.spool.with_name(SPOOL_FILE + REJECTED_SUFFIX)
         self.retry_at, self.backoff = 0.0, FIRST_RETRY_SECONDS
         self.images_lost = 0
         self.flush()  # an earlier process's points first: they come before ours
@@ -81,10 +93,9 @@ class TrainingLog:
                 time.sleep(self.retry_at - now)
             try:
                 self._send_spool()
-            except Exception as e:  # the store's own errors, connection errors, timeouts: all alike here
+            except Exception as e:  # an outage: connection errors, timeouts, 5xx (never a permanent one)
                 if self.backoff == FIRST_RETRY_SECONDS:
-                    self.say(f"warning: tracking store unreachable ({type(e).__name__}: "
-                             f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); training "
+                    self.say(f"warning: tracking store unreachable ({_first_line(e)[:250]}); training "
                              f"goes on, points are kept in {self.spool} and sent when it is back")
                 self.retry_at = time.monotonic() + self.backoff
                 self.backoff = min(self.backoff * 2, MAX_RETRY_SECONDS)
@@ -93,25 +104,76 @@ class TrainingLog:
         return True
 
     def _send_spool(self) -> None:
+        """Send every entry, oldest first. An entry that is not a report is set aside before anything is
+        sent, one the store refuses as such when it does; an outage keeps the entry it hit and those after
+        it (in order) and raises."""
         from mlflow.entities import Metric
 
-        lines = [json.loads(line) for line in self.spool.read_text().splitlines() if line.strip()]
-        for i, entry in enumerate(lines):
-            points = [Metric(k, float(v), entry["ms"], entry["step"]) for k, v in entry["metrics"].items()]
+        reports, rejected = [], 0
+        for line in self.spool.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                points = [Metric(k, float(v), entry["ms"], entry["step"])
+                          for k, v in entry["metrics"].items()]
+                if not isinstance(entry["run_id"], str):
+                    raise TypeError(f"run_id {entry['run_id']!r} is not a string")
+            except json.JSONDecodeError as e:
+                self._reject({"line": line}, f"not valid JSON (a write torn by a kill?): {e}")
+                rejected += 1
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                self._reject({"entry": entry}, f"not a report ({type(e).__name__}: {e})")
+                rejected += 1
+            else:
+                reports.append((line, entry, points))
+        for i, (_, entry, points) in enumerate(reports):
             try:
                 self.run.client.log_batch(entry["run_id"], metrics=points)
-            except Exception:
-                self._rewrite(lines[i:])  # keep what was not sent, in order
-                raise
+            except Exception as e:
+                if not permanent(e):
+                    self._rewrite([line for line, _, _ in reports[i:]])  # keep what was not sent, in order
+                    self._said_rejected(rejected)
+                    raise
+                self._reject({"entry": entry}, f"refused by the store: {_first_line(e)}")
+                rejected += 1
         self.spool.unlink()
+        self._said_rejected(rejected)
+
+    def _reject(self, record: dict, reason: str) -> None:
+        """Append one set-aside entry to <spool>.rejected (before the spool is rewritten without it: a kill
+        in between sets it aside twice, never loses it)."""
+        with open(self.rejected, "a") as f:
+            f.write(json.dumps({**record, "reason": reason, "rejected_ms": int(time.time() * 1000)}) + "\n")
+            f.flush()
+
+    def _said_rejected(self, n: int) -> None:
+        if n:
+            self.say(f"warning: {n} spooled report(s) can never be logged (deleted run, invalid value or a "
+                     f"torn line): moved to {self.rejected} with the reason; the others go on")
 
     def _append(self, entry: dict) -> None:
         self.spool.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.spool, "a") as f:
-            f.write(json.dumps(entry) + "\n")
+        with open(self.spool, "ab+") as f:  # appends; reads only to look at the last byte
+            end = f.seek(0, os.SEEK_END)
+            torn = end > 0 and f.seek(end - 1) >= 0 and f.read(1) != b"\n"
+            # a last line torn by a kill would swallow this entry: start a line of its own
+            f.write((("\n" if torn else "") + json.dumps(entry) + "\n").encode())
             f.flush()
 
-    def _rewrite(self, entries: list[dict]) -> None:
+    def _rewrite(self, lines: list[str]) -> None:
         from ganforge.io import atomic_write_text
 
-        atomic_write_text(self.spool, "".join(json.dumps(e) + "\n" for e in entries))
+        atomic_write_text(self.spool, "".join(line + "\n" for line in lines))
+
+
+def permanent(e: Exception) -> bool:
+    """Whether the store refused the request itself (never to succeed), rather than being unreachable."""
+    import mlflow
+
+    return isinstance(e, mlflow.exceptions.MlflowException) and e.error_code in PERMANENT_ERRORS
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
