@@ -56,7 +56,7 @@ def main(
         world_size = int(os.environ["WORLD_SIZE"]) if launched() else nproc
         warnings = validate(p, load_info(data, p.base.dataset), world_size)
         if nproc > 1 and not launched():  # this same command in nproc processes under torchrun (no return)
-            exec_torchrun(nproc, p.train.batch_size, sys.argv)
+            exec_torchrun(nproc, sys.argv)
         world = join(device)  # rank 0 of 1, or this process's rank in torchrun's process group
         for warning in warnings if world.main else ():
             print(f"warning: {warning}")

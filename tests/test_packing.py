@@ -40,7 +40,7 @@ def test_minibatch_stddev_is_the_groups_mean_std():
 
 def test_packs_and_groups_must_tile_the_batch():
     check_batch(64, 4, 8)
-    with pytest.raises(ConfigError, match=r"train\.pack: 3 does not divide train\.batch_size 64"):
+    with pytest.raises(ConfigError, match=r"train\.pack: 3 does not divide the 64 samples per process"):
         check_batch(64, 3, 0)
     with pytest.raises(ConfigError, match=r"train\.mbstd_group: 3 does not divide the 16 inputs"):
         check_batch(64, 4, 3)

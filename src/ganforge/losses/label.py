@@ -21,16 +21,6 @@ import torch.nn.functional as F
 from ganforge.errors import ConfigError
 from ganforge.losses.base import Stats
 
-# why a non-conditional run refuses the term: said by the params check (config.Train) and by train()
-NEEDS_CONDITIONAL = ("the class term reads the projection D's classes; it needs train.conditional: true (or "
-                     "set train.label_matching: 0)")
-
-
-def check_label_matching(weight: float, conditional: bool) -> None:
-    """The term reads the projection D's classes: a ConfigError (exit 2) unless the run is conditional."""
-    if weight and not conditional:
-        raise ConfigError(f"train.label_matching: {NEEDS_CONDITIONAL}")
-
 
 class LabelMatching:
     STATS: ClassVar[tuple[str, ...]] = ("class_ce_real", "class_ce_fake")  # D phase, then G phase

@@ -28,14 +28,17 @@ def input_channels(channels: int, pack: int, mbstd_group: int) -> int:
     return channels * pack + (1 if mbstd_group else 0)
 
 
-def check_batch(batch_size: int, pack: int, mbstd_group: int) -> None:
-    """ConfigError naming the key unless packs and stddev groups tile the batch exactly."""
-    if batch_size % pack:
-        raise ConfigError(f"train.pack: {pack} does not divide train.batch_size {batch_size} (D judges "
-                          f"packs of {pack} samples; use a divisor of the batch size, 1 = off)")
-    if mbstd_group and (batch_size // pack) % mbstd_group:
-        raise ConfigError(f"train.mbstd_group: {mbstd_group} does not divide the {batch_size // pack} inputs "
-                          f"D sees per batch (train.batch_size / train.pack); use a divisor, 0 = off")
+def check_batch(per_rank: int, pack: int, mbstd_group: int) -> None:
+    """ConfigError naming the key unless packs and stddev groups tile each process's share of the batch
+    (train.batch_size / train.nproc samples: every rank packs its own rows) exactly."""
+    if per_rank % pack:
+        raise ConfigError(f"train.pack: {pack} does not divide the {per_rank} samples per process "
+                          f"(train.batch_size / train.nproc; D judges packs of {pack}); use a divisor, "
+                          "1 = off")
+    if mbstd_group and (per_rank // pack) % mbstd_group:
+        raise ConfigError(f"train.mbstd_group: {mbstd_group} does not divide the {per_rank // pack} inputs "
+                          f"D sees per batch and process (train.batch_size / train.nproc / train.pack); use "
+                          "a divisor, 0 = off")
 
 
 def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:

@@ -49,9 +49,8 @@ class World:
         return self.rank == 0
 
     def batch_slice(self, batch_size: int) -> slice:
-        """This rank's rows of a global batch of `batch_size` (an error unless it divides evenly)."""
-        if batch_size % self.size:
-            raise ConfigError(per_rank_error(batch_size, self.size))
+        """This rank's rows of a global batch of `batch_size` (train.run.validate checked that it divides)."""
+        assert batch_size % self.size == 0, (batch_size, self.size)
         per_rank = batch_size // self.size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
@@ -126,11 +125,6 @@ class World:
         return obj if self.main else torch.load(io.BytesIO(data.cpu().numpy().tobytes()), weights_only=True)
 
 
-def per_rank_error(batch_size: int, world_size: int) -> str:
-    return (f"train.batch_size {batch_size} does not divide among {world_size} processes: the global batch "
-            f"is split evenly over them (use a multiple of {world_size}, or another train.nproc)")
-
-
 def resolve_nproc(nproc: int | str, device: torch.device, visible_gpus: int | None = None) -> int:
     """train.nproc -> processes on this node: auto = one per visible GPU on CUDA, 1 elsewhere. More than the
     visible GPUs, or several on MPS (which torch.distributed has no backend for), is a ConfigError."""
@@ -167,11 +161,9 @@ def torchrun_command(nproc: int, argv: list[str]) -> list[str]:
     return [*cmd, *([] if several_nodes else ["--standalone"]), f"--nproc-per-node={nproc}", *argv]
 
 
-def exec_torchrun(nproc: int, batch_size: int, argv: list[str]) -> None:
-    """Replace this process by torchrun running `argv` in `nproc` processes. Checked first, so that a bad
-    batch split exits 2 here with one line rather than inside every worker."""
-    if batch_size % nproc:
-        raise ConfigError(per_rank_error(batch_size, nproc))
+def exec_torchrun(nproc: int, argv: list[str]) -> None:
+    """Replace this process by torchrun running `argv` in `nproc` processes (the params were validated
+    against nproc first, so a bad batch split exits 2 before any worker starts)."""
     cmd = torchrun_command(nproc, argv)
     print(f"train.nproc {nproc}: {' '.join(cmd)}", flush=True)
     os.execv(cmd[0], cmd)

@@ -22,7 +22,8 @@ import torch
 from ganforge.errors import ConfigError, GanforgeError
 from ganforge.judges import judge_for
 from ganforge.nets import get_architecture
-from ganforge.train.distributed import World, per_rank_error
+from ganforge.nets.packing import check_batch
+from ganforge.train.distributed import World
 from ganforge.train.fast import FastPath
 
 WAIT_FOR_STORE_SECONDS = 300  # at the end of training, how long to wait for a tracking store that is down
@@ -50,16 +51,15 @@ def validate(p, info: dict, nproc: int) -> list[str]:
     if t.conditional and t.pack > 1:  # a pack mixes samples of different classes: no one label to project
         problems.append("train.pack: PacGAN packing does not combine with train.conditional (a pack of "
                         "samples has no single class for the projection D); set train.pack: 1")
-    per_rank = t.batch_size // nproc  # D packs each rank's share of the batch
     if t.batch_size % nproc:
-        problems.append(per_rank_error(t.batch_size, nproc))
-    elif per_rank % t.pack:
-        problems.append(f"train.pack: {t.pack} does not divide the {per_rank} samples per process "
-                        f"(train.batch_size / train.nproc); use a divisor, 1 = off")
-    elif t.mbstd_group and (per_rank // t.pack) % t.mbstd_group:
-        problems.append(f"train.mbstd_group: {t.mbstd_group} does not divide the {per_rank // t.pack} inputs "
-                        f"D sees per batch and process (train.batch_size / train.nproc / train.pack); use a "
-                        "divisor, 0 = off")
+        problems.append(f"train.batch_size {t.batch_size} does not divide among {nproc} processes: the "
+                        f"global batch is split evenly over them (use a multiple of {nproc}, or another "
+                        "train.nproc)")
+    else:
+        try:
+            check_batch(t.batch_size // nproc, t.pack, t.mbstd_group)  # D packs each rank's share
+        except ConfigError as e:
+            problems.append(str(e))
     if t.eval.every_kimg and not judge.in_training_fid:
         problems.append(f"train.eval.every_kimg: the in-training evaluation measures FID in the CNN judge's "
                         f"features, which {p.base.dataset} has not (set 0: the evaluate stage judges it)")
@@ -99,7 +99,6 @@ def trajectory_config(p, data_hash: str, device: torch.device) -> dict:
 class Built:
     task: object  # the GAN object (tasks.generation.ImageGeneration)
     engine: dict  # the engine's settings (train.engine.train's keyword arguments, minus the callbacks)
-    eval_every: int  # steps between in-training evaluations; 0 = none
 
 
 def steps_of(t) -> tuple[int, int]:
@@ -124,7 +123,7 @@ def build(p, x_train: np.ndarray, y_train: np.ndarray | None, num_classes: int, 
                   ema_decay=t.ema.decay if t.ema.enabled else None, lr_decay=t.lr_decay, fast_path=fast_path,
                   log_every=t.log_every, image_every=t.image_every, ckpt_every=t.ckpt_every,
                   eval_every=eval_every, world=world)
-    return Built(task=task, engine=engine, eval_every=eval_every)
+    return Built(task=task, engine=engine)
 
 
 def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluator: Path,
@@ -172,7 +171,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     from ganforge.tracking.store import open_training_run, params_hash
 
     evaluate = None  # train.eval: FID/precision/recall in the evaluator stage's features
-    if built.eval_every:
+    if built.engine["eval_every"]:
         judged = in_training_evaluation(load_evaluator(evaluator, device)[0],
                                         Reference.load(evaluator_results / "reference.npz"),
                                         Settings.of(p.evaluate, seed=p.base.seed, device=device),
