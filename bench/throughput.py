@@ -106,7 +106,7 @@ def project_run(x_train, p, params_path: Path, dev, *, warmup: int, steps: int) 
     end = start + math.ceil(steps / every) * every
     p = with_train(p.raw, params_path, {"kimg": kimg_for(end, steps_of(p.train)[1])})
     built = build(p, x_train, None, 0, data_hash="bench", device=dev)
-    assert built.engine["steps"] == end and not built.eval_every, (built.engine["steps"], end)
+    assert built.engine["steps"] == end and not built.engine["eval_every"], (built.engine["steps"], end)
     reports: list[tuple[int, float, float]] = []  # (step, wall clock, this process's CPU time)
 
     def log(step: int, stats: dict) -> None:
