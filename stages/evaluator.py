@@ -48,7 +48,7 @@ def main(
         info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
         x_train, y_train = load_split(data, "train")
         x_test, y_test = load_split(data, "test")
-        judge = judge_for(p.base.dataset)
+        judge = judge_for(p.base.dataset, cfg.kind, len(info["classes"]))
         judge.check(x_train, str(data / "train.npz"))
         if judge.name == "modes":  # no CNN to train: the mode centres and std of info.json judge the points
             table, metrics, test_hist = mode_judge(info, x_train, x_test, p.evaluate.n,
@@ -75,19 +75,20 @@ def main(
                   f"{describe(metrics['floor'])}")
             return
         settings = Settings.of(p.evaluate, seed=p.base.seed, device=device)
-        result = build_evaluator(x_train, y_train, x_test, y_test, epochs=cfg.epochs,
-                                 batch_size=cfg.batch_size, lr=cfg.lr, feature_dim=cfg.feature_dim,
+        result = build_evaluator(x_train, y_train, x_test, y_test, kind=judge.name, cfg=cfg,
                                  floor_n=p.evaluate.n, settings=settings,
                                  device=device, progress=sys.stderr.isatty(),
                                  log=lambda line: print(f"floor {line}", flush=True))
         save_evaluator(model, result.net, meta={"seed": p.base.seed, "accuracy": result.metrics["accuracy"],
-                                                **cfg.model_dump(exclude={"device"})})
+                                                **cfg.model_dump(exclude={"device"}), "kind": judge.name})
         result.reference.save(results / "reference.npz")
         atomic_write_json(results / "metrics.json", result.metrics)
         floor = result.metrics["floor"]
-        print(f"evaluator: test accuracy {result.metrics['accuracy']:.4f} on {len(x_test)} images ({device}, "
-              f"{time.perf_counter() - t0:.0f} s); floor fid {floor['fid']:.4g}, precision "
-              f"{floor['precision']:.3f}, recall {floor['recall']:.3f} ({p.evaluate.n} real train images)")
+        acc = result.metrics["accuracy"]
+        print(f"evaluator: {judge.name}" + (f", test accuracy {acc:.4f}" if acc is not None else "")
+              + f" on {len(x_test)} test images ({device}, {time.perf_counter() - t0:.0f} s); floor fid "
+              f"{floor['fid']:.4g}, precision {floor['precision']:.3f}, recall {floor['recall']:.3f} "
+              f"({p.evaluate.n} real train images)")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,11 @@ def main(
         from ganforge.synthetic import file_sha256, synthesize
 
         real_info = load_info(data, p.base.dataset)  # another dataset's directory: exit 2
+        if judge_for(p.base.dataset, p.evaluator.kind, len(real_info["classes"])).name != "classifier":
+            raise ConfigError(f"CAS trains a classifier of the data's classes, but {p.base.dataset} is "
+                              f"judged without labels (evaluator.kind: {p.evaluator.kind}, "
+                              f"{len(real_info['classes'])} class(es)): the synthesize stage needs labelled "
+                              "data and evaluator.kind auto or classifier")
         G, meta = load_generator(model, device)
         judge_accuracy = load_evaluator_metrics(evaluator_results / "metrics.json")["accuracy"]
         judge = None if G.num_classes else load_evaluator(evaluator, device)[0]

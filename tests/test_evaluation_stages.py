@@ -22,6 +22,7 @@ TINY = {"evaluator.device": "cpu", "evaluator.epochs": 3, "evaluator.batch_size"
         "evaluate.kid_subset_size": 100}
 METRIC_KEYS = {"n", "fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
                "classifier_score", "class_kl", "classes_covered"}
+COPY_KEYS = {"copy_share", "copy_z", "copies_flagged", "copy_threshold"}  # the memorisation check
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def evaluated(project, tiny_mnist_dir):
 def test_evaluate_stage(evaluated):
     cwd, env, run_id, _ = evaluated
     metrics = json.loads((cwd / "results/evaluate/metrics.json").read_text())
-    assert set(metrics) == METRIC_KEYS | {"fid_ratio"} and metrics["n"] == 400
+    assert set(metrics) == METRIC_KEYS | COPY_KEYS | {"fid_ratio"} and metrics["n"] == 400
     floor = json.loads((cwd / "results/evaluator/metrics.json").read_text())["floor"]
     assert metrics["fid_ratio"] == pytest.approx(metrics["fid"] / floor["fid"])
     # an untrained generator draws near-identical grey images: far from the data, no diversity. (Precision
@@ -103,7 +104,10 @@ def test_evaluate_stage(evaluated):
     assert logged.metrics["floor.fid"] == pytest.approx(floor["fid"])
     assert "evaluator.accuracy" in logged.metrics
     assert {a.path for a in c.list_artifacts(run_id, "evaluate")} == {
-        "evaluate/metrics.json", "evaluate/class_hist.tsv", "evaluate/per_class.tsv"}
+        "evaluate/metrics.json", "evaluate/class_hist.tsv", "evaluate/per_class.tsv",
+        "evaluate/closest_pairs.png"}
+    # an untrained generator copies nothing: its grey images are far from every train image
+    assert metrics["copy_share"] == 0 and metrics["copies_flagged"] == 0 and metrics["copy_z"] > 0
     # an unconditional generator: no conditional metrics, a per-class table with its header only
     assert (cwd / "results/evaluate/per_class.tsv").read_text() == "class\tn\taccuracy\tfid\n"
     assert logged.tags["registry.decision"] == "unregistered"  # this run registered no model version

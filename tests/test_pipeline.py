@@ -33,7 +33,8 @@ TINY = {
     "synthesize.device": "cpu", "synthesize.train_n": 500, "synthesize.test_n": 100, "synthesize.mix": False,
 }
 KEYS = {"n", "fid", "fid_ratio", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
-        "classifier_score", "class_kl", "classes_covered"}
+        "classifier_score", "class_kl", "classes_covered", "copy_share", "copy_z", "copies_flagged",
+        "copy_threshold"}
 
 
 def imported_files(log: str, src: Path) -> dict[str, set[str]]:

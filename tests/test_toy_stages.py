@@ -108,7 +108,10 @@ def test_sample_and_evaluate_count_modes(toy_run, store):
         points = z["images"]
     assert points.dtype == np.float32 and points.shape == (2500, 2, 1, 1)
     metrics = json.loads((cwd / "results/evaluate/metrics.json").read_text())
-    assert set(metrics) == {"modes_covered", "modes_total", "high_quality", "mode_kl", "mode_min_count", "n"}
+    assert set(metrics) == {"modes_covered", "modes_total", "high_quality", "mode_kl", "mode_min_count", "n",
+                            "copy_share", "copy_z", "copies_flagged", "copy_threshold"}
+    # a short MLP run draws points near the modes, not the train points themselves
+    assert metrics["copies_flagged"] == 0 and (cwd / "results/evaluate/closest_pairs.png").stat().st_size
     assert metrics["modes_total"] == 8 and metrics["n"] == 2500 and 0 <= metrics["modes_covered"] <= 8
     hist = (cwd / "results/evaluate/class_hist.tsv").read_text().splitlines()
     assert hist[0] == "class\treal\tgenerated" and len(hist) == 9

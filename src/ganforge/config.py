@@ -89,12 +89,27 @@ class Download(Section):
     folder: FolderSource
 
 
+class SelfSupervised(Section):
+    """The label-free judge's SimCLR training (metrics/ssl.py)."""
+
+    epochs: int = Field(ge=1, le=100_000)  # passes over the train split (each image seen in two views)
+    temperature: float = Field(gt=0, le=10)  # of the NT-Xent softmax
+    crop: float = Field(gt=0, le=1)  # smallest area share of a random crop (1 = no crop)
+    flip: bool  # random horizontal flips (off for data whose mirror image is another thing: digits)
+    rotate90: bool  # random quarter turns (tissue, textures: no up or down)
+    jitter: float = Field(ge=0, lt=1)  # brightness shift and contrast factor range, +-jitter
+
+
 class Evaluator(Section):
     device: Device
+    # the judge of image data (ganforge.judges): auto = the dataset's (the classifier of its classes, or
+    # the self-supervised encoder for data without classes)
+    kind: Literal["auto", "classifier", "self-supervised"]
     epochs: int = Field(ge=1, le=100_000)
     batch_size: int = Field(ge=1, le=MAX_WIDTH)
     lr: float = Field(gt=0)
     feature_dim: int = Field(ge=2)
+    self_supervised: SelfSupervised
 
 
 class Ema(Section):
@@ -242,6 +257,13 @@ class ModeCounting(Section):
     min_count: int = Field(ge=1)  # samples a mode needs (within 3 std) to count as covered
 
 
+class Copies(Section):
+    """The memorisation check (metrics/memorisation.py)."""
+
+    quantile: float = Field(gt=0, lt=1)  # of the test images' nearest-train distances: the copy threshold
+    max_share: float = Field(ge=0, le=1)  # copy_share above this flags the generator
+
+
 class Evaluate(Section):
     device: Device
     # the one evaluation sample size: generated images, and real ones in the floor
@@ -253,6 +275,7 @@ class Evaluate(Section):
     inception: bool
     inception_weights: str | None
     modes: ModeCounting
+    copies: Copies
 
 
 class Synthesize(Section):

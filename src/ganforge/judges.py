@@ -6,6 +6,9 @@ the model registry's champion apply.
 
   classifier  the CNN classifier of the dataset's classes (metrics/evaluator.py): FID, KID, precision/recall
               and density/coverage in its features, the class histogram, in-training FID, CAS
+  self-supervised  the same CNN trained without labels, by SimCLR (metrics/ssl.py): the same feature
+              metrics and in-training FID; no class metrics, no CAS. For data without classes, and for any
+              image data with evaluator.kind: self-supervised
   modes       the mode table of a toy 2-D mixture (metrics/modes.py): modes covered, high-quality share,
               mode KL
   stacked     the MNIST classifier read per channel of Stacked MNIST (metrics/stacked.py): the same mode
@@ -49,6 +52,9 @@ JUDGES: dict[str, Judge] = {j.name: j for j in (
     Judge("classifier", "images", in_training_fid=True, counts_modes=False, what="image classes",
           model="a CNN classifier of the classes (metrics/evaluator.py)",
           reference="the test split's features and class histogram (metrics.Reference)"),
+    Judge("self-supervised", "images", in_training_fid=True, counts_modes=False, what="images (no labels)",
+          model="a SimCLR encoder trained on the real train split alone (metrics/ssl.py)",
+          reference="the test split's features (metrics.Reference)"),
     Judge("modes", "points", in_training_fid=False, counts_modes=True, what="2-D points",
           model="the mode table: info.json's centres and std (metrics/modes.py)",
           reference="the test split's mode histogram (mode_hist)"),
@@ -58,9 +64,26 @@ JUDGES: dict[str, Judge] = {j.name: j for j in (
 )}
 
 
-def judge_for(dataset: str) -> Judge:
-    """The judge of registered dataset `dataset` ($GANFORGE_REGISTRY included); an unknown name is a
-    ConfigError (exit 2) listing the valid ones."""
-    from ganforge.data.registry import get_dataset  # here: the registry imports JUDGES to check its entries
+# the judges of image data in a feature space: evaluator.kind picks one of them for any image dataset
+FEATURE_JUDGES = ("classifier", "self-supervised")
 
-    return JUDGES[get_dataset(dataset).judge]
+
+def judge_for(dataset: str, kind: str = "auto", classes: int | None = None) -> Judge:
+    """The judge of registered dataset `dataset` ($GANFORGE_REGISTRY included); an unknown name is a
+    ConfigError (exit 2) listing the valid ones.
+
+    kind: evaluator.kind; auto = the entry's judge, except that image data with fewer than 2 `classes`
+    (info.json's, when known: a flat folder) are judged without labels. A feature judge named by kind
+    replaces the entry's for image data; the mode counters cannot be replaced."""
+    from ganforge.data.registry import get_dataset  # here: the registry imports JUDGES to check its entries
+    from ganforge.errors import ConfigError
+
+    judge = get_dataset(dataset).judge
+    if judge not in FEATURE_JUDGES:
+        if kind != "auto":
+            raise ConfigError(f"evaluator.kind is {kind}, but {dataset} is judged by counting modes "
+                              f"({judge}): set evaluator.kind to auto")
+        return JUDGES[judge]
+    if kind == "auto":
+        kind = "self-supervised" if classes is not None and classes < 2 else judge
+    return JUDGES[kind]

@@ -24,8 +24,11 @@ def classifier_score(probs: np.ndarray) -> float:
 
 
 def class_histogram(probs: np.ndarray) -> np.ndarray:
-    """Share of samples per predicted (argmax) class, [K] float64 summing to 1."""
+    """Share of samples per predicted (argmax) class, [K] float64 summing to 1 (empty: no classes, a
+    label-free judge)."""
     probs = np.asarray(probs)
+    if probs.shape[1] == 0:
+        return np.zeros(0)
     counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
     return counts / counts.sum()
 

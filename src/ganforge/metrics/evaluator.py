@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import GanforgeError
+from ganforge.metrics.ssl import PROJECTION_DIM
 from ganforge.nets.store import load_net, save_net
 
 EVALUATOR_FORMAT = "ganforge.evaluator/1"
@@ -28,14 +29,18 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class Evaluator(nn.Module):
+    """kind classifier: head = the class logits; kind self-supervised (metrics/ssl.py): head = SimCLR's
+    projection, used only in training, and num_classes is 0."""
+
     def config(self) -> dict:
         return {"channels": self.channels, "resolution": self.resolution, "num_classes": self.num_classes,
-                "feature_dim": self.feature_dim}
+                "feature_dim": self.feature_dim, "kind": self.kind}
 
-    def __init__(self, channels: int, resolution: int, num_classes: int, feature_dim: int):
+    def __init__(self, channels: int, resolution: int, num_classes: int, feature_dim: int,
+                 kind: str = "classifier"):  # files written before the label-free judge are classifiers
         super().__init__()
         self.channels, self.resolution = channels, resolution
-        self.num_classes, self.feature_dim = num_classes, feature_dim
+        self.num_classes, self.feature_dim, self.kind = num_classes, feature_dim, kind
         layers: list[nn.Module] = [
             nn.Conv2d(channels, 32, 5, 2, 2, bias=False), nn.BatchNorm2d(32), nn.ReLU(True),  # R -> R/2
             nn.Conv2d(32, 64, 3, 2, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(True),  # -> R/4 (7 for 28)
@@ -46,14 +51,18 @@ class Evaluator(nn.Module):
             size = -(-size // 2)
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.embed = nn.Sequential(nn.Linear(64 * size * size, feature_dim), nn.ReLU(True))
-        self.head = nn.Linear(feature_dim, num_classes)
+        if kind == "classifier":
+            self.head: nn.Module = nn.Linear(feature_dim, num_classes)
+        else:
+            self.head = nn.Sequential(nn.Linear(feature_dim, feature_dim), nn.ReLU(True),
+                                      nn.Linear(feature_dim, PROJECTION_DIM))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B, C, R, R] in [-1, 1] -> [B, feature_dim]
         return self.embed(self.body(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))  # logits [B, num_classes]
+        return self.head(self.features(x))  # logits [B, num_classes] (or projections [B, PROJECTION_DIM])
 
 
 def train_evaluator(
@@ -72,18 +81,27 @@ def train_evaluator(
     net = Evaluator(images.shape[1], images.shape[2], num_classes, feature_dim).to(device)
     x_all = torch.from_numpy(images).to(device)  # uint8 [N, C, H, W]: 47 MB for MNIST, fits any device
     y_all = torch.from_numpy(labels).to(device)
-    steps_per_epoch = max(len(x_all) // batch_size, 1)  # drop the ragged last batch (BatchNorm statistics)
+    return fit(net, len(x_all), lambda idx: F.cross_entropy(net(to_float(x_all[idx])), y_all[idx]),
+               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress,
+               what="evaluator")
+
+
+def fit(net: nn.Module, n: int, loss_of, *, epochs: int, batch_size: int, lr: float, seed: int,
+        device: torch.device, progress: bool, what: str) -> nn.Module:
+    """The judges' training loop: Adam under a one-cycle schedule, `epochs` seeded passes over n items in
+    batches of batch_size (the ragged last one dropped: BatchNorm statistics); loss_of(index tensor) is the
+    batch's loss. Returns net in eval mode."""
+    steps_per_epoch = max(n // batch_size, 1)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.2)
     order = torch.Generator().manual_seed(seed)  # CPU generator: the batch order does not depend on device
     net.train()
-    with _progress(progress, "evaluator", epochs * steps_per_epoch) as advance:
+    with progress_bar(progress, what, epochs * steps_per_epoch) as advance:
         for _ in range(epochs):
-            perm = torch.randperm(len(x_all), generator=order).to(device)
+            perm = torch.randperm(n, generator=order).to(device)
             for i in range(steps_per_epoch):
-                idx = perm[i * batch_size : (i + 1) * batch_size]
-                loss = F.cross_entropy(net(to_float(x_all[idx])), y_all[idx])
+                loss = loss_of(perm[i * batch_size : (i + 1) * batch_size])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -97,7 +115,7 @@ class FeatureSet:
     """What the metrics see of one image set."""
 
     features: np.ndarray  # float32 [N, feature_dim], penultimate activations
-    probs: np.ndarray     # float32 [N, K], softmax of the classifier head
+    probs: np.ndarray     # float32 [N, K], softmax of the classifier head ([N, 0]: a label-free judge)
 
 
 @torch.no_grad()
@@ -112,7 +130,8 @@ def extract(net: Evaluator, images: np.ndarray, device: torch.device, batch_size
         x = to_float(torch.from_numpy(images[lo : lo + batch_size]).to(device))
         f = net.features(x)  # [B, F]
         feats.append(f.float().cpu())
-        probs.append(torch.softmax(net.head(f).float(), dim=1).cpu())
+        probs.append(torch.softmax(net.head(f).float(), dim=1).cpu() if net.kind == "classifier"
+                     else torch.zeros(len(f), 0))
     return FeatureSet(torch.cat(feats).numpy(), torch.cat(probs).numpy())
 
 
@@ -129,7 +148,7 @@ def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> tupl
                     hint="; rerun the evaluator stage: dvc repro evaluator")
 
 
-def _progress(enabled: bool, what: str, total: int):
+def progress_bar(enabled: bool, what: str, total: int):
     """A context manager yielding advance(): a transient rich bar, or a no-op when disabled."""
     import contextlib
 

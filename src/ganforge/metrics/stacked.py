@@ -39,6 +39,13 @@ def read_stacked(net: Evaluator, images: np.ndarray, device: torch.device | str
     return _modes(extract(net, digits, device))
 
 
+def stacked_features(net: Evaluator, images: np.ndarray, device: torch.device | str) -> np.ndarray:
+    """uint8 images [N, 3, 28, 28] -> the MNIST judge's features of their three digits side by side
+    [N, 3 * feature_dim]: the space of the memorisation check."""
+    digits, _ = unstack(images, np.zeros(len(images), np.int64))
+    return extract(net, digits, device).features.reshape(len(images), -1)
+
+
 def _modes(read: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     """The judge's reading of unstacked digits (R, G, B of each image in turn) -> read_stacked's pair."""
     return modes_of_digits(read.probs.argmax(axis=1)), (read.probs.max(axis=1) >= CLEAR).reshape(-1, 3).all(1)

@@ -86,7 +86,8 @@ METRICS: dict[str, Metric] = {
                                   subset_size=s.kid_subset_size, device=float64_device(s.device)),
     "prdc": lambda ref, fs, s: prdc(ref.features, fs.features, pr_k=s.pr_k, dc_k=s.dc_k,
                                     device=float64_device(s.device)),
-    "classes": lambda ref, fs, s: class_metrics(ref.class_hist, fs.probs),
+    # the class metrics need a classifier judge: a label-free one has no classes (class_hist is empty)
+    "classes": lambda ref, fs, s: class_metrics(ref.class_hist, fs.probs) if ref.class_hist.size else {},
 }
 
 
@@ -120,30 +121,43 @@ def build_evaluator(
     x_train: np.ndarray, y_train: np.ndarray,  # uint8 [N, C, H, W], int64 [N]: the real training split
     x_test: np.ndarray, y_test: np.ndarray,    # the real test split: accuracy and the reference set
     *,
-    epochs: int, batch_size: int, lr: float, feature_dim: int,  # the evaluator section of params.yaml
+    kind: str,             # the judge: classifier | self-supervised (ganforge.judges, resolved)
+    cfg,                   # the evaluator section of params.yaml (config.Evaluator)
     floor_n: int,          # real train images measured against the reference: the real-data floor
     settings: Settings,    # the metric settings the evaluate stage uses, so the floor is comparable
     device: torch.device,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> EvaluatorResult:
-    """Train the judge, cache the reference features of the test split, measure the real-data floor."""
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
-    if num_classes < 2:
-        raise GanforgeError("the evaluator needs labelled data with at least 2 classes; this dataset has one "
-                            "(a flat image folder): arrange the images in one sub-folder per class")
+    """Train the judge, cache the reference features of the test split, measure the real-data floor.
+
+    metrics: kind, accuracy (the classifier's on the test split; None for the label-free judge), test_n,
+    floor."""
     if floor_n > len(x_train):
-        raise ConfigError(f"evaluate.n ({floor_n}) is larger than the training split "
-                          f"({len(x_train)} images): lower it")
-    net = train_evaluator(x_train, y_train, num_classes=num_classes, feature_dim=feature_dim, epochs=epochs,
-                          batch_size=batch_size, lr=lr, seed=settings.seed, device=device, progress=progress)
+        raise ConfigError(f"evaluate.n ({floor_n}) is larger than the training split ({len(x_train)} "
+                          "images): lower evaluate.n (the real-data floor compares that many train images)")
+    if kind == "classifier":
+        num_classes = int(max(y_train.max(), y_test.max())) + 1
+        if num_classes < 2:
+            raise ConfigError("evaluator.kind is classifier, but this dataset has one class (a flat image "
+                              "folder): set evaluator.kind to auto or self-supervised, or arrange the images "
+                              "in one sub-folder per class")
+        net = train_evaluator(x_train, y_train, num_classes=num_classes, feature_dim=cfg.feature_dim,
+                              epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=settings.seed,
+                              device=device, progress=progress)
+    else:
+        from ganforge.metrics.ssl import train_ssl
+
+        net = train_ssl(Evaluator(x_train.shape[1], x_train.shape[2], 0, cfg.feature_dim, kind),
+                        x_train, cfg.self_supervised, batch_size=cfg.batch_size, lr=cfg.lr,
+                        seed=settings.seed, device=device, progress=progress)
     test = extract(net, x_test, device)
     ref = Reference.of(test)
     # the floor subset: a seeded choice, its own stream of base.seed (not the batch order's)
     pick = np.random.default_rng([settings.seed, 1]).choice(len(x_train), floor_n, replace=False)
     floor = compute_metrics(ref, extract(net, x_train[np.sort(pick)], device), settings, log)
-    return EvaluatorResult(net, ref, {"accuracy": accuracy(test, y_test), "test_n": len(x_test),
-                                      "floor": floor})
+    return EvaluatorResult(net, ref, {"kind": kind, "accuracy": accuracy(test, y_test) if kind == "classifier"
+                                      else None, "test_n": len(x_test), "floor": floor})
 
 
 def load_evaluator_metrics(path: str | Path) -> dict:
@@ -162,7 +176,7 @@ def load_evaluator_metrics(path: str | Path) -> dict:
 
 def evaluate_images(images: np.ndarray, net: Evaluator, ref: Reference, floor: dict, s: Settings,
                     log: Callable[[str], None] | None = None, labels: np.ndarray | None = None,
-                    real_labels: np.ndarray | None = None,
+                    real_labels: np.ndarray | None = None, fs: FeatureSet | None = None,
                     ) -> tuple[dict, list[tuple[int, float, float]], list[dict]]:
     """Generated uint8 images [M, C, H, W] -> (metrics with fid_ratio, class histogram rows, per-class rows).
 
@@ -171,8 +185,9 @@ def evaluate_images(images: np.ndarray, net: Evaluator, ref: Reference, floor: d
     labels: the classes a conditional generator was asked for (int [M]); with real_labels (the test split's
     labels, the reference's order) adds conditional accuracy and intra-class FID (metrics/conditional.py)
     and returns their per-class rows; else the per-class rows are empty.
+    fs: the images' features, when the caller has them already.
     """
-    fs = extract(net, images, torch.device(s.device))
+    fs = fs if fs is not None else extract(net, images, torch.device(s.device))
     out = compute_metrics(ref, fs, s, log)
     per_class: list[dict] = []
     if labels is not None:
