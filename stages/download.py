@@ -22,9 +22,9 @@ def main(
                                 "the download section"),
     out: Path | None = typer.Option(None, help="output directory [default: data/<base.dataset>]"),
 ) -> None:
-    """Fetch base.dataset (mnist, fashion-mnist, cifar10 or folder) from its mirrors in order, verify every
-    file's content hash, and write train.npz, test.npz (uint8 images [N,C,H,W], int64 labels) and info.json
-    to OUT atomically: a failed run leaves nothing behind."""
+    """Fetch base.dataset (mnist, fashion-mnist, cifar10, histology, emoji, ...; folder reads your own) from
+    its mirrors in order, verify every file's content hash, and write train.npz, test.npz (uint8 images
+    [N,C,H,W], int64 labels) and info.json to OUT atomically: a failed run leaves nothing behind."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.data.download import download_dataset

@@ -140,7 +140,7 @@ def test_all_mirrors_fail_one_line_each_exit_1_nothing_written(tmp_path, server)
     assert lines[1:] == [
         f"  {mirrors[0]}: " + "; ".join(f"{f}.gz: HTTP 404 Not Found" for f in sorted(files)),
         f"  {mirrors[1]}: {sorted(files)[0]}: connection refused",  # unreachable: its other files not tried
-        f"  {mirrors[2]}: unknown mirror kind 'ftp' (use http(s)://, file://, npm: or deb:)",
+        f"  {mirrors[2]}: unknown mirror kind 'ftp' (use http(s)://, file://, npm:, pip: or deb:)",
     ]
     assert not out.exists() and not (out.parent.exists() and any(out.parent.iterdir()))
 

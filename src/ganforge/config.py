@@ -82,11 +82,23 @@ class FolderSource(Section):
     test_fraction: float = Field(gt=0, lt=1)
 
 
+class Tiles(Section):
+    """Tiles of a slide (data/tiles.py): the histology dataset."""
+
+    size: int = Field(ge=8, le=1024)  # side in slide pixels (level 0)
+    min_tissue: float = Field(ge=0, le=1)  # share of a tile's pixels that must be tissue to keep it
+    region: int = Field(ge=1, le=64)  # tiles per side of the square regions the split keeps whole
+
+
 class Download(Section):
     timeout_seconds: float = Field(gt=0)
     retries: int = Field(ge=1)
     backoff_seconds: float = Field(ge=0)
     folder: FolderSource
+    # the package data sets (histology, emoji, emoji-faces): images resized to this side; None = native
+    resolution: Annotated[int, Field(ge=8, le=1024)] | None
+    test_fraction: float = Field(gt=0, lt=1)  # of the package data sets, split by whole regions / emoji
+    tiles: Tiles
 
 
 class SelfSupervised(Section):

@@ -1,7 +1,8 @@
 """Get every file of a dataset into the user cache, verified: cache first, then each mirror in order.
 
 Cache layout ($GANFORGE_CACHE, default ~/.cache/ganforge):
-  <dataset>/<file>          decoded content, verified against the registry's hash before it was stored
+  <dataset>/<file>          decoded content, verified against the registry's hash before it was stored (a
+                            member set 'img/google/64/*.png': its pack, as img-google-64-all.png.set)
   <dataset>/<file>.source   the mirror that served it (so info.json says the same on every rerun)
   <dataset>/.lock           held while fetching, so parallel runs (dvc exp run --queue -j2) do not collide
   downloads/*.part          interrupted HTTP transfers, resumed by the next run
@@ -77,6 +78,13 @@ def decode(file: str, raw: bytes, limit: int) -> bytes:
     return data
 
 
+def cache_name(file: str) -> str:
+    """A file's name in the cache: itself, or for a member set a flat name without '/' or '*'."""
+    if not mirrors.is_member_set(file):
+        return file
+    return file.replace("/", "-").replace("*", "all") + ".set"
+
+
 @contextlib.contextmanager
 def _locked(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,7 +132,7 @@ def fetch_dataset(name: str, spec: DatasetSpec, cfg: Download) -> dict[str, Cach
     root = cache_root()
     directory = root / name
     with _locked(directory), _progress() as bar:
-        have = {f: c for f, h in spec.files.items() if (c := _cached(directory / f, h))}
+        have = {f: c for f, h in spec.files.items() if (c := _cached(directory / cache_name(f), h))}
         failures = []
 
         def track(label: str):
@@ -144,7 +152,7 @@ def fetch_dataset(name: str, spec: DatasetSpec, cfg: Download) -> dict[str, Cach
                 # closing(): a mirror stopped half-way still cleans up (temp dirs, a bad archive)
                 with contextlib.closing(mirrors.fetch(mirror, missing, settings)) as fetched:
                     for file, raw in fetched:
-                        have[file] = _store(directory / file, file, raw, spec.files[file], mirror,
+                        have[file] = _store(directory / cache_name(file), file, raw, spec.files[file], mirror,
                                             limits[file])
             except mirrors.MirrorError as e:
                 failures.append(f"{mirror}: {e}")

