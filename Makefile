@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # dvc runs `python stages/...`: put the venv first so that python is the one with ganforge installed.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synthesize test test-fast lint clean
+.PHONY: install run synthesize invert test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,11 @@ run: install
 
 synthesize: install
 	dvc repro synthesize
+
+# the generator as a prior for real images: invert, inpaint and edit the first invert.n test images (after
+# the generation pipeline's train stage; a few CPU-minutes)
+invert: install
+	dvc repro invert inpaint edit
 
 lint: install
 	ruff check .

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from conftest import dvc, make_project
 
 pytestmark = pytest.mark.slow
-STAGES = ("download", "evaluator", "train", "sample", "synthesize", "evaluate")
+STAGES = ("download", "evaluator", "train", "sample", "synthesize", "evaluate", "invert", "inpaint", "edit")
 
 # Tiny everywhere: one evaluator epoch (~97% accuracy), 20 training steps (an almost untrained G),
 # 500 samples against a 500-image floor, KID on subsets of 100.
@@ -31,6 +31,7 @@ TINY = {
     "sample.device": "cpu", "sample.batch_size": 128,
     "evaluate.device": "cpu", "evaluate.n": 500, "evaluate.kid_subsets": 10, "evaluate.kid_subset_size": 100,
     "synthesize.device": "cpu", "synthesize.train_n": 500, "synthesize.test_n": 100, "synthesize.mix": False,
+    "invert.device": "cpu",
 }
 KEYS = {"n", "fid", "fid_ratio", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
         "classifier_score", "class_kl", "classes_covered", "copy_share", "copy_z", "copies_flagged",

@@ -28,7 +28,8 @@ from test_team import make_server
 from conftest import ONE_THREAD, ROOT, dvc, make_project, set_params
 
 pytestmark = pytest.mark.slow  # whole pipelines against a real server
-STAGES = ("download", "evaluator", "train", "sample", "evaluate", "synthesize")  # retrain runs `dvc repro`
+# retrain runs `dvc repro`: every stage
+STAGES = ("download", "evaluator", "train", "sample", "evaluate", "synthesize", "invert", "inpaint", "edit")
 
 # Every stage at toy size: the point is the plumbing (DVC, MLflow server, registry), not the quality.
 TINY = {

@@ -301,6 +301,69 @@ class Synthesize(Section):
     mix: bool  # also train on real + synthetic (the augmentation use)
 
 
+class Project(Section):
+    """The projector (invert/projector.py)."""
+
+    steps: int = Field(ge=1, le=MAX_COUNT)
+    lr: float = Field(gt=0, le=10)
+    lr_rampup: float = Field(ge=0, le=1)  # shares of the steps
+    lr_rampdown: float = Field(ge=0, le=1)
+    noise: float = Field(ge=0, le=10)  # std of the noise on z at step 0
+    noise_ramp: float = Field(ge=0, le=1)
+    perceptual: float = Field(ge=0)  # weight of the judge-feature term
+    prior: float = Field(ge=0)  # weight of mean(z^2)
+    bank: int = Field(ge=0, le=MAX_COUNT)  # G samples for the warm start; 0 = seeds and a class search
+
+
+class Inpaint(Section):
+    masks: list[str] = Field(min_length=1)
+    centre: float = Field(gt=0, lt=1)  # side of the centre square, a share of the image side
+    bins: list[float] = Field(min_length=2)  # hole-share bin edges, rising, from 0 to 1
+
+    @field_validator("masks")
+    @classmethod
+    def _known_masks(cls, v: list[str]) -> list[str]:
+        from ganforge.invert.masks import MASKS
+
+        for name in v:
+            _registered("mask", tuple(MASKS), name)
+        if len(set(v)) < len(v):
+            raise ValueError("a mask kind is listed twice")
+        return v
+
+    @field_validator("bins")
+    @classmethod
+    def _rising(cls, v: list[float]) -> list[float]:
+        if v[0] != 0 or v[-1] != 1 or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"bin edges must rise strictly from 0 to 1 (got {v})")
+        return v
+
+
+class Edit(Section):
+    fit_n: int = Field(ge=10, le=MAX_COUNT)  # generated images measured to fit each direction
+    attributes: list[Literal["thickness", "slant", "width"]] = Field(min_length=1)
+    sigmas: list[float] = Field(min_length=2)  # steps along a direction, in std of z along it (rising)
+
+    @field_validator("sigmas")
+    @classmethod
+    def _rising(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)) or 0 not in v:
+            raise ValueError(f"steps must rise strictly and include 0, the unedited image (got {v})")
+        return v
+
+
+class Invert(Section):
+    """A trained generator as a prior: inversion, inpainting, editing (stages/invert.py, inpaint.py,
+    edit.py)."""
+
+    device: Device
+    n: int = Field(ge=1, le=MAX_COUNT)  # the first n test images
+    batch_size: int = Field(ge=1, le=MAX_WIDTH)
+    project: Project
+    inpaint: Inpaint
+    edit: Edit
+
+
 class Params(Section):
     """Every section, validated. `raw` is the mapping they were validated from: params.yaml with its recipe
     laid over it (what a run writes beside its results as the effective params)."""
@@ -312,6 +375,7 @@ class Params(Section):
     sample: Sample
     evaluate: Evaluate
     synthesize: Synthesize
+    invert: Invert
     _raw: dict = PrivateAttr(default_factory=dict)
 
     @property

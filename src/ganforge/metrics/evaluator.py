@@ -149,11 +149,11 @@ def load_evaluator(path: str | Path, device: torch.device | str = "cpu") -> tupl
 
 
 def progress_bar(enabled: bool, what: str, total: int):
-    """A context manager yielding advance(): a transient rich bar, or a no-op when disabled."""
+    """A context manager yielding advance(k=1): a transient rich bar, or a no-op when disabled."""
     import contextlib
 
     if not enabled:
-        return contextlib.nullcontext(lambda: None)
+        return contextlib.nullcontext(lambda k=1: None)
 
     @contextlib.contextmanager
     def bar():
@@ -161,6 +161,6 @@ def progress_bar(enabled: bool, what: str, total: int):
 
         with Progress(transient=True) as p:
             task = p.add_task(what, total=total)
-            yield lambda: p.advance(task)
+            yield lambda k=1: p.advance(task, k)
 
     return bar()
