@@ -14,8 +14,9 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @app.command()
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file; reads base.seed and the invert "
-                                "section (n, batch_size, device, project, inpaint)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file; reads base.seed, base.dataset (the "
+                                "registered model's name) and the invert section (n, batch_size, device, "
+                                "project, inpaint)"),
     data: Path = typer.Option(None, help="prepared data directory: the first invert.n test images are "
                               "inpainted, the train images are the nearest-image baseline's memory"),
     model: Path = typer.Option(Path("models/generator.pt"), help="the trained generator (the prior)"),
@@ -36,7 +37,9 @@ def main(
     (<mask>.<method>.accuracy: the classifier judge reads the original's label; <mask>.<method>.hole_psnr
     in dB over the hole; accuracy_of_originals: the judge on the images without a hole), OUT/table.tsv
     (the same per hole-share bin of invert.inpaint.bins) and OUT/pictures/<mask>.png (rows: input with the
-    hole grey, gan, biharmonic, nearest, original).
+    hole grey, gan, biharmonic, nearest, original), and registers the generator with the judge and
+    invert.project as a new version of ganforge-<base.dataset>-inpaint, an MLflow model that answers
+    inpainting requests (rows of image and mask).
     With --image and --mask: inpaint that one image by masked inversion and write the PNG to --out."""
     with user_errors():
         from ganforge.config import load_params
@@ -83,12 +86,17 @@ def main(
         atomic_write_json(out / "metrics.json", metrics)
         run.log_metrics({f"inpaint.{k}": v for k, v in metrics.items() if v is not None})
         run.log_artifact(out / "table.tsv", "inpaint")
+        from ganforge.tracking.serving import inpainting_model_name, log_inpainting_model
+
+        version = log_inpainting_model(run, model, evaluator, p.base.dataset, cfg.project.model_dump())
         for kind in cfg.inpaint.masks:
             acc = {m: metrics[f"{kind}.{m}.accuracy"] for m in ("gan", "biharmonic", "nearest")}
             db = {m: metrics[f"{kind}.{m}.hole_psnr"] for m in ("gan", "biharmonic", "nearest")}
             read = "" if acc["gan"] is None else " accuracy " + " / ".join(f"{v:.1%}" for v in acc.values())
             print(f"inpaint {kind} (hole {metrics[f'{kind}.hole_share']:.0%}): gan / biharmonic / nearest"
                   f"{read}, hole PSNR " + " / ".join(f"{v:.2f}" for v in db.values()) + " dB")
+        print(f"registered the inpainting model as version {version} of "
+              f"{inpainting_model_name(p.base.dataset)}")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,11 @@ def fit_direction(z: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]
 
 
 def along(z: np.ndarray, direction: np.ndarray, sigmas: list[float]) -> np.ndarray:
-    """float32 [N, S, z_dim]: each latent moved by each step s along the unit direction."""
+    """float32 [N, S, z_dim]: each latent moved by each step s along the unit direction ([z_dim], or one per
+    latent [N, z_dim])."""
     steps = np.asarray(sigmas, dtype=np.float32)[None, :, None]  # [1, S, 1]
-    return (z[:, None, :] + steps * direction).astype(np.float32)
+    d = direction if direction.ndim == 1 else direction[:, None, :]
+    return (z[:, None, :] + steps * d).astype(np.float32)
 
 
 def monotone(values: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ def measure_one(img: np.ndarray) -> dict[str, float]:
     if top - lo < 1e-6:
         return {a: float("nan") for a in ATTRIBUTES}
     ink = hi >= lo + 0.5 * (top - lo)
-    skel, dist = medial_axis(ink, return_distance=True)
+    skel, dist = medial_axis(ink, return_distance=True, rng=0)  # seeded ties: same image, same measure
     thickness = 2 * dist[skel].mean() / SCALE if skel.any() else float("nan")
     w = np.clip(hi, 0, None)
     y, x = np.mgrid[0 : hi.shape[0], 0 : hi.shape[1]].astype(np.float64)

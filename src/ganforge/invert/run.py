@@ -85,9 +85,10 @@ def inpainting(G, judge, x, y, x_train, cfg, *, seed: int, device, progress=None
 
 def editing(G, judge, z, found, y, cfg, *, seed: int, device):
     """Edits of the projected test images (z [N, z_dim], the classes found `found`, labels y): (metrics,
-    {picture name: picture}, directions {attribute: unit vector}). Class edits (conditional G): each image
-    in every class; attribute edits: cfg.edit.sigmas steps along each attribute's direction, fitted on
-    cfg.edit.fit_n generated images."""
+    {picture name: picture}, directions {attribute: unit vectors [K, z_dim], one per class of a conditional
+    G, else [1, z_dim]}). Class edits (conditional G): each image in every class; attribute edits:
+    cfg.edit.sigmas steps along each attribute's direction (its class's), fitted on cfg.edit.fit_n generated
+    images (a K-th of them per class)."""
     e = cfg.edit
     K = getattr(G, "num_classes", 0)
     metrics, pictures, directions = {}, {}, {}
@@ -103,10 +104,16 @@ def editing(G, judge, z, found, y, cfg, *, seed: int, device):
     measured = measure(render(G, fit_z, fit_labels, device))
     steps = len(e.sigmas)
     zero = e.sigmas.index(0)
+    groups = range(K) if K else [None]  # a conditional G: one direction per class (z means another
+    # stroke in another class), fitted on that class's samples; else one for all
     for attr in e.attributes:
-        n, r2 = fit_direction(fit_z, measured[attr])
+        pick = [slice(None) if c is None else fit_labels == c for c in groups]
+        fits = [fit_direction(fit_z[s], measured[attr][s]) for s in pick]
+        n = np.stack([d for d, _ in fits])  # [K or 1, z_dim]
+        r2 = float(np.mean([r for _, r in fits]))
         directions[attr] = n
-        moved = along(z, n, e.sigmas).reshape(-1, z.shape[1])  # [N * S, z_dim]
+        per_image = n[found] if K else np.repeat(n, len(z), 0)  # [N, z_dim]: each image its class's
+        moved = along(z, per_image, e.sigmas).reshape(-1, z.shape[1])  # [N * S, z_dim]
         images = render(G, moved, None if not K else np.repeat(found, steps), device)
         values = measure(images)[attr].reshape(len(z), steps)  # [N, S]
         curve = np.nanmean(values, 0)

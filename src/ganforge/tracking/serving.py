@@ -200,12 +200,10 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     returned (an int). Load it with load_verified("models:/ganforge-<dataset>/<version>") or, once
     evaluate has promoted it, "models:/ganforge-<dataset>@champion".
     """
-    import torch
-    from mlflow.models import Model, ModelSignature
+    from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
     from mlflow.types.schema import AnyType, Array
 
-    import ganforge
     from ganforge.nets import load_generator
     from ganforge.sampling import draws_points
 
@@ -224,22 +222,47 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
                                    (-1, G.resolution, G.resolution, G.channels))]),
     )
     name = registered_model_name(dataset)
+    description = (f"ganforge generator trained on {dataset}. predict rows of count (int >= 1) and seed "
+                   f"(int >= 0); image i of a row comes from seed + i; at most {MAX_REQUEST_IMAGES} images "
+                   "per request; returns " + ("float32 points [N, 1, 1, 2] (2-D coordinates)."
+                                              if points else "uint8 [N, H, W, C]."))
+    if G.num_classes:
+        description += (f" Class-conditional ({G.num_classes} classes: "
+                        f"{', '.join(meta.get('classes', []))}): a row may add class, an index or a list of "
+                        "them (image i of the row is of class[i mod len]).")
+    version = _register(run, name, "generator", GeneratorModel(), {"generator": str(generator_path)},
+                        signature, {"max_response_bytes": MAX_RESPONSE_BYTES}, description,
+                        {"dataset": dataset, **{f"meta.{k}": v for k, v in meta.items()}})
+    run.set_tags({"registry.model": name, "registry.version": version})
+    return version
+
+
+def _register(run: Run, name: str, logged_as: str, python_model, artifacts: dict, signature,
+              model_config: dict, description: str, tags: dict) -> int:
+    """Log python_model with `artifacts` as the MLflow pyfunc model `logged_as` of `run`, register it as a
+    new version of `name` tagged with the sha256 of every file as uploaded (DIGEST_TAG, first), the run id
+    and `tags`, and return the version (an int)."""
+    import torch
+    from mlflow.models import Model
+
+    import ganforge
+
     # no per-file download bars in stage logs; the cloudpickle warning is about python_model.pkl, which
-    # holds only a reference to GeneratorModel (the code itself ships as code_paths)
+    # holds only a reference to the model class (the code itself ships as code_paths)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     # the logged model belongs to the run's experiment (mlflow otherwise picks the global/default one)
     experiment = run.client.get_run(run.run_id).info.experiment_id
-    flavor = _DigestingPyfunc({"max_response_bytes": MAX_RESPONSE_BYTES})
+    flavor = _DigestingPyfunc(model_config)
     with warnings.catch_warnings(), fluent_store(run.client.tracking_uri, experiment):
-        warnings.simplefilter("ignore")  # "no input example": the signature above is the contract
+        warnings.simplefilter("ignore")  # "no input example": the signature is the contract
         info = Model.log(
             artifact_path=None,
-            name="generator",
+            name=logged_as,
             flavor=flavor,
             run_id=run.run_id,  # explicit: no global active run, so the run's status is left alone
-            python_model=GeneratorModel(),
-            artifacts={"generator": str(generator_path)},
+            python_model=python_model,
+            artifacts=artifacts,
             code_paths=[str(Path(ganforge.__file__).parent)],
             signature=signature,
             # explicit requirements: skips mlflow's inference, which loads the model in a subprocess
@@ -254,19 +277,9 @@ def log_generator_model(run: Run, generator_path: str | Path, dataset: str) -> i
     # first of the tags: a version without it is never loaded, promoted or trusted by compare
     run.client.set_model_version_tag(name, str(version), DIGEST_TAG,
                                      json.dumps(flavor.digests, sort_keys=True))
-    description = (f"ganforge generator trained on {dataset}. predict rows of count (int >= 1) and seed "
-                   f"(int >= 0); image i of a row comes from seed + i; at most {MAX_REQUEST_IMAGES} images "
-                   "per request; returns " + ("float32 points [N, 1, 1, 2] (2-D coordinates)."
-                                              if points else "uint8 [N, H, W, C]."))
-    if G.num_classes:
-        description += (f" Class-conditional ({G.num_classes} classes: "
-                        f"{', '.join(meta.get('classes', []))}): a row may add class, an index or a list of "
-                        "them (image i of the row is of class[i mod len]).")
     run.client.update_model_version(name, str(version), description=description)
-    tags = {"run_id": run.run_id, "dataset": dataset, **{f"meta.{k}": v for k, v in meta.items()}}
-    for k, v in tags.items():
+    for k, v in {"run_id": run.run_id, **tags}.items():
         run.client.set_model_version_tag(name, str(version), k, str(v))
-    run.set_tags({"registry.model": name, "registry.version": version})
     return version
 
 
@@ -410,3 +423,112 @@ def load_verified(model_uri: str, model_config: dict | None = None, tracking_uri
     model_config: e.g. {"max_response_bytes": N} to change the model's response bound."""
     local = download_verified(model_uri, dst, tracking_uri)
     return mlflow.pyfunc.load_model(str(local), model_config=model_config)
+
+
+# inpainting -----------------------------------------------------------------------------------------------
+# Each image of an inpainting request is a projection (invert.project.steps optimisation steps): about
+# 0.1 s an image on a CPU, so a request is bounded in images, not bytes.
+MAX_INPAINT_IMAGES = 256
+
+
+def inpainting_model_name(dataset: str) -> str:
+    return f"ganforge-{dataset}-inpaint"
+
+
+class InpaintingModel(mlflow.pyfunc.PythonModel):
+    """The generator as an inpainting prior (ganforge.invert): request rows of (image, mask) -> uint8 images
+    with the holes filled by masked inversion and every known pixel as it was.
+
+    predict input: a DataFrame or a list of dicts, one row per image (mlflow spreads a lone dict of arrays
+    over one row per array entry, so wrap one image in a list):
+      image  uint8 values [H, W] (grey) or [H, W, C]: the generator's size and channels
+      mask   [H, W]: nonzero = hole; a mask without a hole or without a known pixel is refused
+    At most MAX_INPAINT_IMAGES rows per request, projected as one batch (one bank warm start for all):
+    row i's projection noise is seeded with i, so a request answers the same every time.
+    predict output: numpy uint8 [N, H, W, C].
+    The projector's settings are the inpaint stage's invert.project, carried in the model's config
+    ({"project": {...}}); the artifacts are the generator and the judge (the perceptual term).
+    """
+
+    def load_context(self, context) -> None:
+        from ganforge.config import Project
+        from ganforge.metrics import load_evaluator
+        from ganforge.nets import load_generator
+
+        self.G, self.meta = load_generator(context.artifacts["generator"], device="cpu")
+        self.judge, _ = load_evaluator(context.artifacts["evaluator"], device="cpu")
+        self.project = Project.model_validate((getattr(context, "model_config", None) or {})["project"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        from ganforge.invert.inpaint import compose
+        from ganforge.invert.projector import invert
+
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input if isinstance(model_input, list) else [model_input])
+        targets, holes = inpainting_rows(model_input, self.G.channels, self.G.resolution)
+        P = invert(self.G, targets, holes, self.project, judge=self.judge, seed=0, batch_size=len(targets),
+                   device="cpu")
+        return compose(targets, P.images, holes).transpose(0, 2, 3, 1)  # [N, H, W, C]
+
+
+def inpainting_rows(df: pd.DataFrame, channels: int, resolution: int):
+    """Validate an inpainting request: (images uint8 [N, C, H, W], holes bool [N, 1, H, W]), or
+    RequestError naming the row and what is wrong."""
+    missing = {"image", "mask"} - set(df.columns)
+    if missing:
+        raise RequestError(f"an inpainting request needs columns image and mask (missing: "
+                           f"{', '.join(sorted(missing))})")
+    if len(df) > MAX_INPAINT_IMAGES:
+        raise RequestError(f"an inpainting request may hold at most {MAX_INPAINT_IMAGES} images, got "
+                           f"{len(df)}: split it")
+    want = (resolution, resolution)
+    images, holes = [], []
+    for i, r in enumerate(df.to_dict("records")):
+        try:
+            x = np.asarray(r["image"], dtype=np.float64)
+            m = np.asarray(r["mask"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RequestError(f"request row {i}: image and mask must be arrays of numbers") from None
+        if x.ndim == 2:
+            x = x[:, :, None]
+        if x.ndim != 3 or x.shape[:2] != want or x.shape[2] != channels:
+            raise RequestError(f"request row {i}: image of shape {list(x.shape)}, but the generator draws "
+                               f"[{resolution}, {resolution}, {channels}] (H, W, C); send a list of rows, "
+                               "one {image, mask} mapping per image (a lone mapping is spread over its rows)")
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255 or (x != np.round(x)).any():
+            raise RequestError(f"request row {i}: image values must be whole numbers in 0..255")
+        if m.shape != want:
+            raise RequestError(f"request row {i}: mask of shape {list(m.shape)}, the image is {list(want)}")
+        hole = m != 0
+        if not hole.any() or hole.all():
+            raise RequestError(f"request row {i}: the mask has " + ("no hole (no nonzero value)"
+                                                                    if not hole.any() else "no known pixel"))
+        images.append(x.astype(np.uint8).transpose(2, 0, 1))
+        holes.append(hole[None])
+    return np.stack(images), np.stack(holes)
+
+
+def log_inpainting_model(run: Run, generator_path: str | Path, evaluator_path: str | Path, dataset: str,
+                         project: dict) -> int:
+    """Register the generator and judge as a new version of ganforge-<dataset>-inpaint (InpaintingModel),
+    with the projector settings `project` (config.Project, as a dict) in its model config."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import AnyType
+
+    from ganforge.nets import load_generator
+
+    G, meta = load_generator(generator_path)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), "image"), ColSpec(AnyType(), "mask")]),
+        outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, G.resolution, G.resolution, G.channels))]),
+    )
+    name = inpainting_model_name(dataset)
+    description = (f"ganforge inpainting by masked inversion of a generator trained on {dataset}. predict "
+                   f"rows of image (uint8 [{G.resolution}, {G.resolution}, {G.channels}]) and mask "
+                   f"([{G.resolution}, {G.resolution}], nonzero = hole); at most "
+                   f"{MAX_INPAINT_IMAGES} rows; returns uint8 [N, H, W, C], known pixels unchanged.")
+    return _register(run, name, "inpainting", InpaintingModel(),
+                     {"generator": str(generator_path), "evaluator": str(evaluator_path)}, signature,
+                     {"project": dict(project)}, description,
+                     {"dataset": dataset, **{f"meta.{k}": v for k, v in meta.items()}})
