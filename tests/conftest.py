@@ -33,10 +33,10 @@ def run_stage(stage: str, *args: str, cwd: Path | str = ROOT, env: dict | None =
 TEST_BASELINE = {"train.conditional": False, "train.eval.every_kimg": 0, "train.eval.n": 5000,
                  "train.loss": "ns", "train.spectral_norm.d": False, "train.g_channels": 64,
                  "train.d_channels": 64, "train.batch_size": 128, "train.g.lr": 0.0002, "train.d.lr": 0.0002,
-                 "train.kimg": 200,
-                 # the prior stages (invert, inpaint, edit) of a `dvc repro`: seconds, not minutes
-                 "invert.n": 12, "invert.batch_size": 12, "invert.project.steps": 5,
-                 "invert.project.bank": 500, "invert.edit.fit_n": 100}
+                 "train.kimg": 200}
+# the prior stages (invert, inpaint, edit) of a test project's `dvc repro`: seconds, not minutes
+TINY_PRIOR = {"invert.n": 12, "invert.batch_size": 12, "invert.project.steps": 5, "invert.project.bank": 500,
+              "invert.edit.fit_n": 100}
 
 
 def apply_overrides(params: dict, overrides: dict) -> dict:
@@ -69,7 +69,7 @@ def make_project(dest: Path, overrides: dict | None = None) -> Path:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    set_params(dest / "params.yaml", {**TEST_BASELINE, **(overrides or {})})
+    set_params(dest / "params.yaml", {**TEST_BASELINE, **TINY_PRIOR, **(overrides or {})})
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
