@@ -89,6 +89,16 @@ def dvc(*args: str, cwd: Path, env: dict | None = None, timeout: float = 900,
                           timeout=timeout, **streams)
 
 
+@pytest.fixture
+def server():
+    """A loopback HTTP server (dl_helpers.LoopbackServer) for the download tests, closed afterwards."""
+    from dl_helpers import LoopbackServer
+
+    s = LoopbackServer()
+    yield s
+    s.close()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """In-process torch on one thread. These nets are tiny: two threads sharing two cores with the stage

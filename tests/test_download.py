@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from dl_helpers import (
-    LoopbackServer,
     Route,
     cifar_batches,
     closed_port,
@@ -38,13 +37,6 @@ from ganforge.data.prepared import load_info, load_split
 from ganforge.errors import GanforgeError
 
 FAST = {"download.timeout_seconds": 0.5, "download.retries": 2, "download.backoff_seconds": 0.01}
-
-
-@pytest.fixture
-def server():
-    s = LoopbackServer()
-    yield s
-    s.close()
 
 
 def download(tmp_path: Path, dataset: str, registry: dict | None = None, overrides: dict | None = None,

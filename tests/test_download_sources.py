@@ -47,13 +47,6 @@ from ganforge.errors import GanforgeError
 FAST = {"download.timeout_seconds": 2, "download.retries": 1, "download.backoff_seconds": 0.01}
 
 
-@pytest.fixture
-def server():
-    s = LoopbackServer()
-    yield s
-    s.close()
-
-
 def download(tmp_path: Path, dataset: str, registry: dict, overrides: dict | None = None,
              env: dict | None = None):
     """Run the stage CLI on a params copy; returns (process, output dir)."""

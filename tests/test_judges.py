@@ -13,7 +13,7 @@ import yaml
 from conftest import ONE_THREAD, copy_params, run_stage, set_params
 from ganforge.data.registry import REGISTRY_ENV, get_dataset, registry
 from ganforge.errors import ConfigError
-from ganforge.judges import DATA, JUDGES, judge_for
+from ganforge.judges import DATA, JUDGES, domain_judges, judge_for
 
 IMAGES = np.zeros((4, 1, 28, 28), np.uint8)
 POINTS = np.zeros((4, 2, 1, 1), np.float32)
@@ -36,7 +36,13 @@ def test_every_judge_meets_its_contract(name):
 @pytest.mark.parametrize("name", list(registry()))
 def test_every_dataset_names_a_registered_judge(name):
     spec = get_dataset(name)
-    assert spec.judge in JUDGES and judge_for(name) is JUDGES[spec.judge]
+    assert spec.judge in JUDGES
+    if spec.kind == "translation":  # two domains, each judged by the entry's judge; no data to generate
+        with pytest.raises(ConfigError, match=f"base.dataset {name} is a translation data set"):
+            judge_for(name)
+        assert [j for j, _ in domain_judges(name).values()] == [JUDGES[spec.judge]] * 2
+    else:
+        assert judge_for(name) is JUDGES[spec.judge]
 
 
 def test_an_unknown_judge_in_the_registry_file_is_a_config_error_listing_the_judges(tmp_path, monkeypatch):

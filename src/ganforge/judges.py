@@ -13,6 +13,10 @@ the model registry's champion apply.
               mode KL
   stacked     the MNIST classifier read per channel of Stacked MNIST (metrics/stacked.py): the same mode
               metrics over 1000 modes, with the share of clearly read images
+
+A translation data set (data/translation.py: two domains, not one set of images) is no data for the
+generation stages: judge_for refuses it (exit 2). Its entry's judge is its domains' (a feature judge), each
+trained on the domain's train split or on another entry's (DomainSpec.judged_on): domain_judges.
 """
 
 from __future__ import annotations
@@ -78,7 +82,14 @@ def judge_for(dataset: str, kind: str = "auto", classes: int | None = None) -> J
     from ganforge.data.registry import get_dataset  # here: the registry imports JUDGES to check its entries
     from ganforge.errors import ConfigError
 
-    judge = get_dataset(dataset).judge
+    spec = get_dataset(dataset)
+    if spec.kind == "translation":
+        a, b = (d.name for d in spec.domains)
+        raise ConfigError(f"base.dataset {dataset} is a translation data set (two domains, {a} and {b}: "
+                          "data/translation.py), not images to generate: the generation stages (evaluator, "
+                          "train, evaluate, synthesize) do not take it; set base.dataset to an image "
+                          "data set, or use the translation pipeline")
+    judge = spec.judge
     if judge not in FEATURE_JUDGES:
         if kind != "auto":
             raise ConfigError(f"evaluator.kind is {kind}, but {dataset} is judged by counting modes "
@@ -87,3 +98,15 @@ def judge_for(dataset: str, kind: str = "auto", classes: int | None = None) -> J
     if kind == "auto":
         kind = "self-supervised" if classes is not None and classes < 2 else judge
     return JUDGES[kind]
+
+
+def domain_judges(dataset: str) -> dict[str, tuple[Judge, str | None]]:
+    """{domain: (its judge, the registry entry whose train split trains it; None: the domain's own)} of
+    translation data set `dataset`, A then B; any other data set is a ConfigError (exit 2)."""
+    from ganforge.data.registry import get_dataset
+    from ganforge.errors import ConfigError
+
+    spec = get_dataset(dataset)
+    if spec.kind != "translation":
+        raise ConfigError(f"{dataset} is not a translation data set (kind {spec.kind}): it has no domains")
+    return {d.name: (JUDGES[spec.judge], d.judged_on) for d in spec.domains}

@@ -8,8 +8,10 @@ info.json (see prepared.py for the split format):
   images refused on purpose: too many pixels, links out of the folder or to a file already read, pixel
   values outside 0..65535 or, for float images, outside [0, 1]),
   tiles (histology: tiles cut, dropped as background, per split, and regions per split),
-  emoji (emoji, emoji-faces: images, whole emoji per split, what was left out).
-The photos data set is written in a form of its own (photos.py: one array per photo, the sizes differ).
+  emoji (emoji, emoji-faces: images, whole emoji per split, what was left out),
+  split (optdigits, animal-mnist: how the test split was drawn).
+The photos data set is written in a form of its own (photos.py: one array per photo, the sizes differ), and
+so are the translation sets (translation.py: two domains).
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from ganforge.config import Download
-from ganforge.data import cifar, emoji, folder, photos, stacked, tiles, toy
+from ganforge.data import animal, cifar, emoji, folder, optdigits, photos, stacked, tiles, toy
 from ganforge.data.fetch import CachedFile, console, fetch_dataset
 from ganforge.data.idx import read_idx_pair
 from ganforge.data.mirrors import is_member_set
 from ganforge.data.prepared import Split, write_prepared
-from ganforge.data.registry import CIFAR10_TEST, CIFAR10_TRAIN, get_dataset
-from ganforge.errors import ConfigError
+from ganforge.data.registry import CIFAR10_TEST, CIFAR10_TRAIN, DatasetSpec, get_dataset, registry
+from ganforge.data.translation import LICENCES, NO_LICENCE, Domain, write_translation
+from ganforge.errors import ConfigError, GanforgeError
+from ganforge.judges import domain_judges
+
+Named = tuple[np.ndarray, np.ndarray, np.ndarray]  # images uint8 [N, C, H, W], labels int64 [N], names [N]
 
 
 def _idx_splits(files: dict[str, CachedFile]) -> dict[str, Split]:
@@ -148,6 +154,125 @@ def _write_photos(name: str, cfg: Download, out: str | Path) -> dict:
     return photos.write_photos(out, splits, info)
 
 
+def _row_names(prefix: str, n: int) -> np.ndarray:
+    return np.asarray([f"{prefix}-{i:05d}" for i in range(n)], dtype=str)
+
+
+def _named_splits(name: str, cfg: Download, seed: int
+                  ) -> tuple[dict[str, Named], str, dict[str, CachedFile]]:
+    """{split: (images, labels, names)} of a labelled entry (idx, optdigits, animal-mnist), every image
+    named by its row in its source file; how the split was drawn; the files read."""
+    spec = get_dataset(name)
+    files = fetch_dataset(name, spec, cfg)
+    if spec.kind == "idx":
+        splits = {s: (x, y, _row_names(part, len(x)))
+                  for (s, (x, y)), part in zip(_idx_splits(files).items(), ("train", "t10k"), strict=True)}
+        how = "the source's own train and t10k files"
+    elif spec.kind in ("optdigits", "animal-mnist"):
+        data = [(f, files[f].path.read_bytes()) for f in spec.files]  # the registry's order: images first
+        if spec.kind == "optdigits":
+            x, y = optdigits.read_digits(data[0][1], data[0][0])
+        else:
+            (images, x_bytes), (labels, y_bytes) = data
+            x, y = animal.read_animals(x_bytes, y_bytes, images, labels)
+        if len(spec.classes) <= int(y.max()):
+            raise GanforgeError(f"{name}: label {int(y.max())}, but {len(spec.classes)} classes registered")
+        copies = folder.merge_copies(np.arange(len(x)), x)
+        train, test = folder.class_split(y, cfg.test_fraction, seed, copies)
+        names = _row_names("row", len(x))
+        splits = {s: (x[i], y[i], names[i]) for s, i in (("train", train), ("test", test))}
+        how = (f"download.test_fraction {cfg.test_fraction} of every class, seeded by base.seed {seed}, "
+               f"identical images on one side ({len(x) - len(np.unique(copies))} copies; folder.class_split)")
+    else:
+        raise AssertionError(f"{name}: {spec.kind} is not in LABELLED_KINDS")  # _domain_entries checked
+    return splits, how, files
+
+
+# the kinds of entry a translation domain can be drawn from: both domains of one family
+EMOJI_KINDS, LABELLED_KINDS = ("emoji", "emoji-faces"), ("idx", "optdigits", "animal-mnist")
+
+
+def _domain_entries(name: str, spec: DatasetSpec) -> list[DatasetSpec]:
+    """The entries of a translation set's domains; a ConfigError (exit 2) before anything is fetched unless
+    both are of one family (EMOJI_KINDS, LABELLED_KINDS) and fit it."""
+    known = registry()
+    for d in spec.domains:
+        if d.entry not in known or known[d.entry].kind not in (*EMOJI_KINDS, *LABELLED_KINDS):
+            raise ConfigError(f"registry entry {name}: domain {d.name}'s entry {d.entry!r} is not a "
+                              f"registered data set of kind {', '.join((*EMOJI_KINDS, *LABELLED_KINDS))}")
+        if unknown := [c for c in d.classes if c not in known[d.entry].classes]:
+            raise ConfigError(f"registry entry {name}: domain {d.name} asks for class {unknown[0]!r}, not "
+                              f"one of {d.entry}'s ({', '.join(known[d.entry].classes)})")
+    sources = [known[d.entry] for d in spec.domains]
+    kinds = {s.kind for s in sources}
+    if not (kinds <= set(EMOJI_KINDS) or kinds <= set(LABELLED_KINDS)):
+        raise ConfigError(f"registry entry {name}: its domains are {' and '.join(sorted(kinds))} entries; "
+                          f"both must be emoji ({', '.join(EMOJI_KINDS)}) or labelled "
+                          f"({', '.join(LABELLED_KINDS)})")
+    if kinds <= set(EMOJI_KINDS) and (
+            not any("emoji.json" in s.files for s in sources) or any(d.classes for d in spec.domains)
+            or any(sum(map(is_member_set, s.files)) != 1 for s in sources)):
+        raise ConfigError(f"registry entry {name}: emoji domains need emoji.json in one of their entries, "
+                          "one image member set in each, and no classes")
+    if kinds <= set(LABELLED_KINDS) and len({s.classes for s in sources}) != 1:
+        raise ConfigError(f"registry entry {name}: its domains' entries have different classes; their labels "
+                          "must index one class list")
+    return sources
+
+
+def _emoji_domains(name: str, spec: DatasetSpec, cfg: Download, seed: int
+                   ) -> tuple[dict[str, tuple[Domain, Domain]], dict]:
+    """Both domains from emoji entries: the emoji both drawings have, paired, split by emoji."""
+    fetched = {d.entry: fetch_dataset(d.entry, get_dataset(d.entry), cfg) for d in spec.domains}
+    catalogue = next(f["emoji.json"].path for f in fetched.values() if "emoji.json" in f)
+    sets = {d.name: next((c.path, f) for f, c in fetched[d.entry].items() if is_member_set(f))
+            for d in spec.domains}
+    with _counting("reading emoji") as progress:
+        pairs, info = emoji.pair_splits(catalogue, sets, cfg, seed, progress)
+    splits = {s: tuple(Domain(d, x, None, n) for d, (x, n) in by_domain.items())
+              for s, by_domain in pairs.items()}
+    how = (f"by emoji (its skin tones, and emoji drawn alike, on one side), download.test_fraction "
+           f"{cfg.test_fraction}, base.seed {seed} (folder.group_split)")
+    fetched_info = _fetched_info([(get_dataset(e).mirrors, f) for e, f in fetched.items()])
+    return splits, {"classes": [], **info, "split": {d.name: how for d in spec.domains}, **fetched_info}
+
+
+def _labelled_domains(name: str, spec: DatasetSpec, sources: list[DatasetSpec], cfg: Download, seed: int
+                      ) -> tuple[dict[str, tuple[Domain, Domain]], dict]:
+    """Each domain the images of its entry's classes (all, or DomainSpec.classes), in the entry's split."""
+    classes = sources[0].classes  # the same for both (_domain_entries)
+    read = {e: _named_splits(e, cfg, seed) for e in dict.fromkeys(d.entry for d in spec.domains)}
+    splits: dict[str, list[Domain]] = {s: [] for s in ("train", "test")}
+    for d in spec.domains:
+        keep = [classes.index(c) for c in d.classes] or list(range(len(classes)))
+        for s, (x, y, names) in read[d.entry][0].items():
+            rows = np.isin(y, keep)
+            if not rows.any():
+                raise GanforgeError(f"{name}: domain {d.name} has no {s} images ({d.entry}, classes "
+                                    f"{', '.join(classes[k] for k in keep)})")
+            splits[s].append(Domain(d.name, x[rows], y[rows], names[rows]))
+    info = {"classes": list(classes), "split": {d.name: read[d.entry][1] for d in spec.domains},
+            **_fetched_info([(get_dataset(e).mirrors, files) for e, (_, _, files) in read.items()])}
+    return {s: (a, b) for s, (a, b) in splits.items()}, info
+
+
+def _write_translation(name: str, cfg: Download, out: str | Path, seed: int) -> dict:
+    spec = get_dataset(name)
+    sources = _domain_entries(name, spec)  # a bad entry stops here, before anything is fetched
+    if sources[0].kind in EMOJI_KINDS:
+        splits, info = _emoji_domains(name, spec, cfg, seed)
+    else:
+        splits, info = _labelled_domains(name, spec, sources, cfg, seed)
+    judges = domain_judges(name)
+    info = {"name": name, "kind": spec.kind, **info,
+            "judges": {d: {"judge": j.name, "trained_on": f"{on} (train split)" if on else
+                           f"the {d} domain's train split"} for d, (j, on) in judges.items()},
+            "licences": {d.name: LICENCES.get(d.entry, NO_LICENCE) for d in spec.domains},
+            "sources": {d.name: {"entry": d.entry, "classes": list(d.classes) or "all"}
+                        for d in spec.domains}}
+    return write_translation(out, splits, info)
+
+
 def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -> dict:
     """Fetch (or read) dataset `name`, write the prepared splits to `out` atomically, return info.json.
 
@@ -156,6 +281,8 @@ def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -
     spec = get_dataset(name)
     if spec.kind == "photos":
         return _write_photos(name, cfg, out)
+    if spec.kind == "translation":
+        return _write_translation(name, cfg, out, seed)
     if spec.kind == "folder":
         splits, info = _folder_splits(cfg, seed)
     elif spec.kind == "toy2d":
@@ -168,6 +295,10 @@ def download_dataset(name: str, cfg: Download, out: str | Path, seed: int = 0) -
         splits, info = _emoji_splits(name, cfg, seed)
     elif spec.kind == "emoji-faces":
         splits, info = _face_splits(name, cfg, seed)
+    elif spec.kind in ("optdigits", "animal-mnist"):
+        named, how, files = _named_splits(name, cfg, seed)
+        splits = {s: (x, y) for s, (x, y, _) in named.items()}
+        info = {"classes": list(spec.classes), "split": how, **_fetched_info([(spec.mirrors, files)])}
     else:
         files = fetch_dataset(name, spec, cfg)
         splits = _idx_splits(files) if spec.kind == "idx" else _cifar_splits(files, len(spec.classes))

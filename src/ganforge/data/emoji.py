@@ -10,6 +10,11 @@ emoji: every image, labelled by its entry's category; "Component" (the bare skin
 parts, not emoji of their own) is left out. emoji-faces: the entries of FACE_SUBCATEGORIES, unlabelled, in
 the Google and the Twitter drawing. Both split by entry (folder.group_split): the skin tones of one emoji,
 and its two drawings, are near-copies of each other and always land on the same side.
+
+pair_splits (the emoji-google-twitter translation set): the images (Component left out) that every drawing
+has under the same file name, as pairs: row i of each drawing is the same emoji, in both splits; split by
+entry as above, so the skin tones of one emoji are all train or all test, and so are emoji drawn alike
+(folder.merge_copies: some flags share one drawing).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganforge.config import Download
-from ganforge.data.folder import MAX_PIXELS, group_split
+from ganforge.data.folder import MAX_PIXELS, group_split, merge_copies
 from ganforge.data.mirrors import MirrorError, unpack_members
 from ganforge.data.prepared import Split
 from ganforge.errors import GanforgeError
@@ -85,6 +90,15 @@ def _on_white(data: bytes, side: int | None) -> np.ndarray:
     return np.asarray(rgb).transpose(2, 0, 1)
 
 
+def _decoded(name: str, data: bytes, side: int | None, skipped: list[str]) -> np.ndarray | None:
+    """_on_white's image, or None with `name` and why appended to `skipped` when the PNG does not decode."""
+    try:
+        return _on_white(data, side)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        skipped.append(f"{name}: {e}")
+        return None
+
+
 def _images_by_name(pack: Path, file: str) -> dict[str, bytes]:
     """{image file name: PNG bytes} of a member set's pack."""
     try:
@@ -101,12 +115,9 @@ def _build(items: list[tuple[str, bytes, int, int]], cfg: Download, seed: int, p
     images, labels, groups, skipped = [], [], [], []
     side = cfg.resolution
     for i, (name, data, label, group) in enumerate(items):
-        try:
-            images.append(_on_white(data, side))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            skipped.append(f"{name}: {e}")
-        else:
-            side = side or images[0].shape[1]  # native: the first image's size, every other one fitted to it
+        if (x := _decoded(name, data, side, skipped)) is not None:
+            side = side or x.shape[1]  # native: the first image's size, every other one fitted to it
+            images.append(x)
             labels.append(label)
             groups.append(group)
         if progress:
@@ -168,3 +179,50 @@ def face_splits(catalogue_path: Path, packs: dict[str, tuple[Path, str]], cfg: D
     info = {"images": len(items), "styles": styles, "face_emoji": len(faces), "subcategories": per_sub,
             "missing": missing}
     return _build(items, cfg, seed, progress, info), {"emoji": info}
+
+
+Pairs = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]  # {split: {drawing: (images, file names)}}
+
+
+def pair_splits(catalogue_path: Path, packs: dict[str, tuple[Path, str]], cfg: Download, seed: int,
+                progress: Progress = None) -> tuple[Pairs, dict]:
+    """{split: {drawing: (uint8 [N, 3, S, S], file names [N])}} of the drawings `packs` ({drawing: (pack
+    path, its registry file)}, in order), row i of every drawing the same image file; and info.json's
+    "emoji": pairs, groups per split (an emoji with its tones, merged with any drawn alike), each
+    drawing's missing images, the undecodable."""
+    entries = catalogue(catalogue_path)
+    names = {d: _images_by_name(pack, file) for d, (pack, file) in packs.items()}
+    listed = [(group, im) for group, e in enumerate(entries) if e.category not in NOT_EMOJI
+              for im in e.images]
+    common = [(group, im) for group, im in listed if all(im in n for n in names.values())]
+    images: dict[str, list[np.ndarray]] = {d: [] for d in packs}
+    kept, groups, skipped = [], [], []
+    side = cfg.resolution
+    for i, (group, im) in enumerate(common):
+        pair = {}
+        for d in packs:  # one undecodable drawing drops the pair
+            if (x := _decoded(f"{d}/{im}", names[d][im], side, skipped)) is None:
+                break
+            side = side or x.shape[1]  # native: the first image's size, every other one fitted to it
+            pair[d] = x
+        else:
+            for d, x in pair.items():
+                images[d].append(x)
+            kept.append(im)
+            groups.append(group)
+        if progress:
+            progress(i + 1, len(common))
+    if len(kept) < 2:
+        raise GanforgeError(f"only {len(kept)} emoji drawn by all of {', '.join(packs)} ({len(skipped)} "
+                            "undecodable)")
+    x = {d: np.stack(v) for d, v in images.items()}
+    g, file_names = merge_copies(np.asarray(groups), *x.values()), np.asarray(kept, dtype=str)
+    train, test = group_split(g, cfg.test_fraction, seed)
+    splits = {s: {d: (x[d][idx], file_names[idx]) for d in packs}
+              for s, idx in (("train", train), ("test", test))}
+    info = {"pairs": len(kept), "listed": len(listed),
+            "groups": {"train": len(np.unique(g[train])), "test": len(np.unique(g[test]))},
+            "missing": {d: [im for _, im in listed if im not in n] for d, n in names.items()},
+            "unlisted": {d: len(set(n) - {im for e in entries for im in e.images}) for d, n in names.items()},
+            "skipped": len(skipped), "skipped_files": skipped}
+    return splits, {"emoji": info}

@@ -159,6 +159,42 @@ def split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def class_split(labels: np.ndarray, test_fraction: float, seed: int, groups: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train, test) index arrays (sorted) with test_fraction of every class on the test side:
+    group_split within each class (seeded from `seed`), so a group (`groups`, e.g. merge_copies': exact
+    copies) is on one side; each image its own group when None. A class of one group stays train."""
+    groups = np.arange(len(labels)) if groups is None else groups
+    rng = np.random.default_rng(seed)
+    test = [np.zeros(0, np.int64)]
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        class_seed = int(rng.integers(2**63))  # drawn for every class, so one class never shifts another's
+        if len(np.unique(groups[idx])) > 1:
+            test.append(idx[group_split(groups[idx], test_fraction, class_seed)[1]])
+    test_idx = np.sort(np.concatenate(test))
+    return np.setdiff1d(np.arange(len(labels)), test_idx), test_idx
+
+
+def merge_copies(groups: np.ndarray, *images: np.ndarray) -> np.ndarray:
+    """`groups` [N] with the groups of any two items whose images (each of `images`: [N, ...]) are byte for
+    byte the same merged into one (the smallest id), so that a split by group never puts a copy on each
+    side (Animal-MNIST holds 284 pairs of identical images; some emoji are drawn alike)."""
+    parent = {g: g for g in np.unique(groups).tolist()}
+
+    def root(g):
+        while parent[g] != g:
+            g = parent[g]
+        return g
+
+    for x in images:
+        first: dict[bytes, int] = {}
+        for g, im in zip(groups.tolist(), x, strict=True):
+            a, b = root(first.setdefault(np.ascontiguousarray(im).tobytes(), g)), root(g)
+            parent[max(a, b)] = min(a, b)
+    return np.asarray([root(g) for g in groups.tolist()])
+
+
 def group_split(groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic (train, test) index arrays that never split a group (the skin tones of one emoji, the
     tiles of one slide region): a seeded permutation of the groups, of which the first go to test, as many

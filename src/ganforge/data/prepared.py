@@ -53,6 +53,9 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
         raise GanforgeError(f"prepared data not found: {path} (run the download stage: dvc repro download)")
     try:
         with np.load(path, allow_pickle=False) as z:
+            if "x_a" in z.files:
+                raise ConfigError(f"{path} holds a translation data set (two domains, data/translation.py), "
+                                  "not one set of images: read it with translation.load_domains")
             images, labels = z["images"], z["labels"]
     except (OSError, ValueError, KeyError) as e:
         raise GanforgeError(f"{path} is not a prepared ganforge split: {e}") from None

