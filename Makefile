@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # dvc runs `python stages/...`: put the venv first so that python is the one with ganforge installed.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synthesize invert test test-fast lint clean
+.PHONY: install run synthesize invert superres test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,13 @@ synthesize: install
 # the generation pipeline's train stage; a few CPU-minutes)
 invert: install
 	dvc repro invert inpaint edit
+
+# x4 super-resolution: a pipeline of its own (pipelines/superres/dvc.yaml), so a plain `dvc repro` leaves it
+# out: for each set of superres.sets (photos, mnist) download -> judge -> psnr -> gan -> upscale -> evaluate,
+# then the tables (about an hour on a 2-core CPU, most of it the photos' trainings)
+superres: install
+	dvc repro pipelines/superres/dvc.yaml
+	@for t in results/superres/*/evaluate/table.tsv; do echo "== $$t"; column -t "$$t"; done
 
 lint: install
 	ruff check .

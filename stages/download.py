@@ -20,7 +20,9 @@ Exit codes: 0 ok, 1 download failed (one line per mirror says why), 2 bad params
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file; reads base.dataset, base.seed and "
                                 "the download section"),
-    out: Path | None = typer.Option(None, help="output directory [default: data/<base.dataset>]"),
+    out: Path | None = typer.Option(None, help="output directory [default: data/<dataset>]"),
+    dataset: str | None = typer.Option(None, help="the data set to fetch instead of base.dataset (the "
+                                       "super-resolution pipeline's sets: superres.sets.<set>.dataset)"),
 ) -> None:
     """Fetch base.dataset (mnist, fashion-mnist, cifar10, histology, emoji, ...; folder reads your own) from
     its mirrors in order, verify every file's content hash, and write train.npz, test.npz (uint8 images
@@ -30,8 +32,9 @@ def main(
         from ganforge.data.download import download_dataset
 
         p = load_params(params, "base", "download")
-        out = out or Path("data") / p.base.dataset
-        info = download_dataset(p.base.dataset, p.download, out, seed=p.base.seed)
+        name = dataset or p.base.dataset
+        out = out or Path("data") / name
+        info = download_dataset(name, p.download, out, seed=p.base.seed)
         counts = ", ".join(f"{s} {n}" for s, n in info["counts"].items())
         print(f"{info['name']}: {counts} images of shape {info['shape']} -> {out} (from {info['source']})")
 

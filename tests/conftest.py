@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ("dvc.yaml", "params.yaml", "recipes", "stages", "src", ".dvc/config", ".dvc/.gitignore",
-                 ".dvcignore", ".gitignore")
+PROJECT_FILES = ("dvc.yaml", "pipelines", "params.yaml", "recipes", "stages", "src", ".dvc/config",
+                 ".dvc/.gitignore", ".dvcignore", ".gitignore")
 
 
 def run_stage(stage: str, *args: str, cwd: Path | str = ROOT, env: dict | None = None,

@@ -44,7 +44,7 @@ def imported_files(log: str, src: Path) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     stage = None
     for line in log.splitlines():
-        if m := re.match(r"Running stage '([\w-]+)'", line):
+        if m := re.match(r"Running stage '(?:[\w/.-]+:)?([\w@-]+)'", line):
             stage = m.group(1)
             out[stage] = set()
         elif stage and (m := re.search(r"\|\s+(ganforge(?:\.\w+)*)\s*$", line)):

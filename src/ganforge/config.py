@@ -364,6 +364,84 @@ class Invert(Section):
     edit: Edit
 
 
+class SRJudge(Section):
+    """The set's judge (metrics in its features, and the GAN stage's perceptual space)."""
+
+    kind: Literal["classifier", "self-supervised"]  # classifier needs labelled data (digits)
+    crop: int = Field(ge=8, le=1024)  # side of the judged HR patches (the image side: whole images)
+    n: int = Field(ge=2, le=MAX_COUNT)  # patches it trains on (random crops of the train images)
+    epochs: int = Field(ge=1, le=100_000)
+    batch_size: int = Field(ge=2, le=MAX_WIDTH)
+    lr: float = Field(gt=0)
+    feature_dim: int = Field(ge=2, le=MAX_WIDTH)
+    self_supervised: SelfSupervised | None  # the views, when kind is self-supervised (null otherwise)
+
+
+class SRStage(Section):
+    kimg: float = Field(gt=0, le=MAX_COUNT)  # thousands of HR crops shown
+    batch_size: int = Field(ge=1, le=MAX_WIDTH)
+    lr: float = Field(gt=0)  # Adam's, of the SR network
+
+
+class SRGan(SRStage):
+    d_lr: float = Field(gt=0)
+    d_channels: int = Field(ge=1, le=MAX_WIDTH)
+    loss: str  # a key of losses.LOSSES without settings (ESRGAN: ragan)
+    l1: float = Field(ge=0)  # the G loss's weights
+    perceptual: float = Field(ge=0)
+    adversarial: float = Field(gt=0)
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from ganforge.losses import LOSSES
+
+        return _registered("loss", tuple(LOSSES), v)
+
+
+class SRSet(Section):
+    """One benchmark of the super-resolution pipeline: its data, networks, judge and two trainings."""
+
+    dataset: str  # a registry data set, downloaded to data/superres/<set>
+    crop: int = Field(ge=8, le=4096)  # side of the HR training crops (multiple of the scale)
+    augment: bool  # random flips and quarter turns of the crops (off for digits: a mirrored 7 is no 7)
+    blocks: int = Field(ge=1, le=256)  # SRResNet's residual blocks
+    width: int = Field(ge=1, le=MAX_WIDTH)  # its channels
+    ema: float | None = Field(ge=0, lt=1)  # per-step decay of the SR network's moving average; null = off
+    judge: SRJudge
+    psnr: SRStage
+    gan: SRGan
+    test_n: int | None = Field(ge=1, le=MAX_COUNT)  # the first n test images; null = all
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ganforge.data.registry import registry
+
+        return _registered("dataset", tuple(registry()), v)
+
+
+class Superres(Section):
+    """x4 super-resolution (stages/superres_*.py): the sets, each its own DVC stages (foreach)."""
+
+    device: Device
+    scale: Literal[2, 4, 8]  # LR side = HR side / scale
+    log_every: int = Field(ge=1, le=MAX_COUNT)
+    image_every: int = Field(ge=1, le=MAX_COUNT)
+    ckpt_every: int = Field(ge=1, le=MAX_COUNT)
+    sets: dict[str, SRSet] = Field(min_length=1)
+
+    @field_validator("sets")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        import re
+
+        for name in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+                raise ValueError(f"set name {name!r}: lower-case letters, digits, - and _ (it names paths)")
+        return v
+
+
 class Params(Section):
     """Every section, validated. `raw` is the mapping they were validated from: params.yaml with its recipe
     laid over it (what a run writes beside its results as the effective params)."""
@@ -376,6 +454,7 @@ class Params(Section):
     evaluate: Evaluate
     synthesize: Synthesize
     invert: Invert
+    superres: Superres
     _raw: dict = PrivateAttr(default_factory=dict)
 
     @property

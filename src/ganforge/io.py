@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganforge.errors import GanforgeError
+from ganforge.errors import ConfigError, GanforgeError
 
 
 def _umask() -> int:
@@ -122,3 +122,16 @@ def load_torch(path: str | Path, map_location="cpu"):
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise GanforgeError(f"cannot read {path} (corrupt or not a torch file): {e}") from None
+
+
+def read_png(path, what: str) -> np.ndarray:
+    """uint8 [C, H, W] (C = 1 grey, 3 RGB; alpha dropped); an unreadable file is a ConfigError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = np.asarray(im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise ConfigError(f"{what} {path}: not a readable image ({e})") from None
+    return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)

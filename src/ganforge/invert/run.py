@@ -180,24 +180,10 @@ def write_table(path, rows: list[dict]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_png(path, what: str) -> np.ndarray:
-    """uint8 [C, H, W] (C = 1 grey, 3 RGB; alpha dropped); an unreadable file is a ConfigError."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ganforge.errors import ConfigError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            img = np.asarray(im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise ConfigError(f"{what} {path}: not a readable image ({e})") from None
-    return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)
-
-
 def inpaint_file(G, judge, image, mask, cfg, *, seed: int, device) -> bytes:
     """PNG bytes: the image file inpainted by masked inversion where the mask file is white (>= 128)."""
     from ganforge.errors import ConfigError
+    from ganforge.io import read_png
     from ganforge.sampling import make_grid, png_bytes
 
     x = read_png(image, "--image")[None]  # [1, C, H, W]

@@ -4,7 +4,8 @@ Two registries, name -> class (params.yaml names the entry; the allowed names sh
 keys). A new formulation, with or without hyperparameters, is one file plus one line here: its class
 declares its settings (a pydantic model, `Settings`) and config.py validates the params against it.
 
-    LOSSES        ns | minimax (gan.py), hinge, wgan, lsgan, rpgan   d_loss / g_loss on D's outputs, base.Loss
+    LOSSES        ns | minimax (gan.py), hinge, wgan, lsgan, rpgan,  d_loss / g_loss on D's outputs, base.Loss
+                  ragan
     REGULARIZERS  none | r1 | r2 | gp                                 penalty(D, x_real, c_real, x_fake,
                                                                       c_fake, generator), base.Regularizer
 train.reg.kind may join several penalties with "+" (R3GAN: r1+r2): they share the weight and the interval.
@@ -23,6 +24,7 @@ from ganforge.losses.lsgan import LeastSquaresLoss
 from ganforge.losses.none import NoRegularizer
 from ganforge.losses.r1 import R1Penalty
 from ganforge.losses.r2 import R2Penalty
+from ganforge.losses.ragan import RelativisticAverageLoss
 from ganforge.losses.rpgan import RelativisticPairingLoss
 from ganforge.losses.wgan import WassersteinLoss
 
@@ -33,6 +35,7 @@ LOSSES: dict[str, type[Loss]] = {
     "wgan": WassersteinLoss,
     "lsgan": LeastSquaresLoss,
     "rpgan": RelativisticPairingLoss,
+    "ragan": RelativisticAverageLoss,
 }
 
 REGULARIZERS: dict[str, type[Regularizer]] = {

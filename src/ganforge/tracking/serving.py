@@ -532,3 +532,83 @@ def log_inpainting_model(run: Run, generator_path: str | Path, evaluator_path: s
                      {"generator": str(generator_path), "evaluator": str(evaluator_path)}, signature,
                      {"project": dict(project)}, description,
                      {"dataset": dataset, **{f"meta.{k}": v for k, v in meta.items()}})
+
+
+# super-resolution ----------------------------------------------------------------------------------------
+# LR pixels per request, all rows together: the output is scale^2 times as many (x4: a 4-Mpx request answers
+# 64 Mpx, 192 MB of uint8 RGB); the model upscales in tiles, so memory for activations stays one tile's.
+MAX_SR_PIXELS = 4 * 2**20
+SR_TILE = 128  # LR pixels per tile side (the tiles' overlap is the model's receptive radius: seam-free)
+
+
+def sr_model_name(set_name: str) -> str:
+    return f"ganforge-{set_name}-sr"
+
+
+class SuperResolutionModel(mlflow.pyfunc.PythonModel):
+    """An SR network (ganforge.superres) as a pyfunc: request rows of image -> the upscaled images.
+
+    predict input: a DataFrame or a list of dicts, one row per image: image, uint8 values [h, w] (grey) or
+    [h, w, C] of any size (at most MAX_SR_PIXELS LR pixels per request, all rows together).
+    predict output: a DataFrame with one column, image: uint8 [h * scale, w * scale, C] per row, computed
+    in seam-free tiles of model_config["tile"] LR pixels."""
+
+    def load_context(self, context) -> None:
+        from ganforge.superres.nets import load_sr
+
+        self.net, self.meta = load_sr(context.artifacts["model"], device="cpu")
+        self.tile = int((getattr(context, "model_config", None) or {}).get("tile", SR_TILE))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        from ganforge.superres.tiles import upscale
+
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input if isinstance(model_input, list) else [model_input])
+        images = sr_rows(model_input, self.net.channels)
+        return pd.DataFrame({"image": [upscale(self.net, x, tile=self.tile).transpose(1, 2, 0)
+                                       for x in images]})
+
+
+def sr_rows(df: pd.DataFrame, channels: int) -> list[np.ndarray]:
+    """Validate a super-resolution request: uint8 [C, h, w] per row, or RequestError naming the row."""
+    if "image" not in df.columns:
+        raise RequestError("a super-resolution request needs a column image")
+    images, pixels = [], 0
+    for i, r in enumerate(df.to_dict("records")):
+        try:
+            x = np.asarray(r["image"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RequestError(f"request row {i}: image must be an array of numbers") from None
+        x = x[:, :, None] if x.ndim == 2 else x
+        if x.ndim != 3 or x.shape[2] != channels or min(x.shape[:2]) < 1:
+            raise RequestError(f"request row {i}: image of shape {list(x.shape)}, but the model upscales "
+                               f"[h, w, {channels}] images (send a list of rows, one {{image}} each)")
+        if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255 or (x != np.round(x)).any():
+            raise RequestError(f"request row {i}: image values must be whole numbers in 0..255")
+        pixels += x.shape[0] * x.shape[1]
+        if pixels > MAX_SR_PIXELS:
+            raise RequestError(f"a super-resolution request may hold at most {MAX_SR_PIXELS} LR pixels, all "
+                               "rows together: split it")
+        images.append(x.astype(np.uint8).transpose(2, 0, 1))
+    return images
+
+
+def log_sr_model(run: Run, model_path: str | Path, set_name: str, stage: str) -> int:
+    """Register an SR model file as a new version of ganforge-<set>-sr (SuperResolutionModel), tagged with
+    its stage (psnr: the distortion-optimal model; gan: the perceptual one)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    from ganforge.superres.nets import load_sr
+
+    net, meta = load_sr(model_path)
+    signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), "image")]),
+                               outputs=Schema([ColSpec(AnyType(), "image")]))
+    description = (f"ganforge x{net.scale} super-resolution ({stage} stage) trained on {set_name}. predict "
+                   f"rows of image (uint8 [h, w] or [h, w, {net.channels}], any size; at most "
+                   f"{MAX_SR_PIXELS} LR pixels per request); returns a column image of uint8 "
+                   f"[h * {net.scale}, w * {net.scale}, {net.channels}], upscaled in seam-free tiles.")
+    return _register(run, sr_model_name(set_name), "superres", SuperResolutionModel(),
+                     {"model": str(model_path)}, signature, {"tile": SR_TILE}, description,
+                     {"set": set_name, "stage": stage, **{f"meta.{k}": v for k, v in meta.items()}})

@@ -313,7 +313,7 @@ def mark_orphans(root: str | Path | None = None, experiment: str = EXPERIMENT,
 
 
 def open_training_run(params: Mapping, checkpoint_meta: Mapping | None, run_name: str, tags: Mapping,
-                      say: Callable[[str], None] = print) -> Run:
+                      say: Callable[[str], None] = print, experiment: str = EXPERIMENT) -> Run:
     """The run a training logs to: the checkpoint's own run when its logged params still hold, else a new
     one (tagged continues_run when it continues the checkpoint's weights).
 
@@ -321,7 +321,8 @@ def open_training_run(params: Mapping, checkpoint_meta: Mapping | None, run_name
     checkpoint_meta: the `meta` of the checkpoint being resumed (None = no checkpoint): mlflow_run_id and
     params_hash, as this function's caller stores them.
     """
-    mark_orphans(say=say)  # before resuming: the checkpoint's own run may be one of them
+    # before resuming: the checkpoint's own run may be one of them
+    mark_orphans(experiment=experiment, say=say)
     old_id = (checkpoint_meta or {}).get("mlflow_run_id")
     same = checkpoint_meta is not None and checkpoint_meta.get("params_hash") == params_hash(params)
     run = Run.resume(old_id) if old_id and same else None
@@ -329,5 +330,5 @@ def open_training_run(params: Mapping, checkpoint_meta: Mapping | None, run_name
         say(f"logging to a new MLflow run (the checkpoint's run {old_id} is gone or had other params)")
     if run is None:
         tags = {**tags, "continues_run": old_id} if old_id else tags
-        run = Run.start(EXPERIMENT, params, tags=tags, run_name=run_name)
+        run = Run.start(experiment, params, tags=tags, run_name=run_name)
     return run
