@@ -1,7 +1,7 @@
 """The super-resolution pictures: the perception-distortion plane (Blau & Michaeli 2018) and the crops.
 
 The plane is drawn by matplotlib (Agg, no display): distortion (PSNR on Y, higher is better) across,
-perception (fid_ratio in the judge, lower is better) up, one labelled point per method.
+perception (fid_ratio in the judge, lower is better, log scale) up, one labelled point per method.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def perception_distortion(table: dict, methods: tuple[str, ...], title: str) -> 
         ax.scatter([x], [y], s=40)
         ax.annotate(m, (x, y), textcoords="offset points", xytext=(6, 4))
     ax.set_xlabel("PSNR on Y, dB (distortion: right is better)")
-    ax.set_ylabel("fid_ratio in the judge (perception: down is better)")
+    ax.set_yscale("log")  # bicubic's ratio is often tens of times the models'
+    ax.set_ylabel("fid_ratio in the judge, log scale (perception: down is better)")
     ax.set_title(f"perception-distortion, {title}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
