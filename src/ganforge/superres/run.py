@@ -184,13 +184,13 @@ def patch_fid(ref, features: np.ndarray) -> float:
 
 # --- training ------------------------------------------------------------------------------------
 def code_fingerprint() -> str:
-    """The generation trainer's code hash plus the super-resolution code: a checkpoint of other code is
-    not resumed."""
+    """The generation trainer's code hash (engine, losses, nets) plus the super-resolution code and task: a
+    checkpoint of other code is not resumed."""
     from ganforge.train.run import code_fingerprint as engine_code
 
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256(engine_code().encode())
-    for f in sorted((package / "superres").glob("*.py")):
+    for f in [*sorted((package / "superres").glob("*.py")), package / "tasks/superres.py"]:
         digest.update(f.name.encode() + f.read_bytes())
     return digest.hexdigest()[:16]
 
