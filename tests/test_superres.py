@@ -252,6 +252,7 @@ def sr(stage: str, *args: str) -> tuple[int, str]:
     return cli(f"superres_{stage}", "--set", "photos", *args)
 
 
+@pytest.mark.slow
 def test_the_chain_of_stages_resumes_bit_for_bit_and_serves(in_project, store):
     project = in_project
     for stage, args in (("judge", ()), ("train", ("--stage", "psnr")), ("train", ("--stage", "gan")),
@@ -305,6 +306,7 @@ def test_the_chain_of_stages_resumes_bit_for_bit_and_serves(in_project, store):
     np.testing.assert_array_equal(np.asarray(answer["image"][0]), out)
 
 
+@pytest.mark.slow  # after the chain (its models)
 def test_bad_input_exits_2_and_writes_nothing(in_project, tmp_path, monkeypatch):
     project = in_project
     gan = project / "models/superres/photos-gan.pt"
@@ -336,3 +338,41 @@ def test_bad_input_exits_2_and_writes_nothing(in_project, tmp_path, monkeypatch)
     code, said = cli("superres_train", "--set", "photos", "--stage", "psnr", "--params", str(params))
     assert code == 2 and "not a multiple of the scale" in said, said[-1500:]
     assert sorted(p.name for p in (project / "models/superres").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_sr_training_and_a_rerun_resumes(in_project, store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    project = in_project
+    params = tmp_path / "params.yaml"  # a long run, checkpoints only at the end or on the signal
+    params.write_text((project / "params.yaml").read_text())
+    set_params(params, {**tiny_set({"psnr.kimg": 50.0}), "superres.ckpt_every": 100000,
+                        "superres.log_every": 1})
+    ckpt = project / "checkpoints-superres/photos-psnr/train.pt"
+    if ckpt.exists():
+        ckpt.unlink()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stages/superres_train.py"), "--set", "photos",
+                             "--stage", "psnr", "--params", str(params)], cwd=project,
+                            env={**os.environ, **store}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    for line in proc.stdout:  # one line per report (no terminal: no progress bar)
+        if line.startswith("step 3 "):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
+    stopped_at = torch.load(ckpt, weights_only=False)["step"]
+    assert stopped_at >= 3 and f"stopped by SIGTERM at step {stopped_at}" in err
+    from mlflow import MlflowClient
+
+    run_id = json.loads((project / "results/superres/photos/psnr/run.json").read_text())["run_id"]
+    run = MlflowClient(store["MLFLOW_TRACKING_URI"]).get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["ganforge.stopped_by"] == "SIGTERM"
+    # the rerun continues from the step the signal reached (a shorter run: it ends right there)
+    set_params(params, tiny_set({"psnr.kimg": (stopped_at + 1) * 8 / 1000}))
+    code, said = sr("train", "--stage", "psnr", "--params", str(params))
+    assert code == 0 and f"at step {stopped_at}" in said and f"({stopped_at + 1} steps)" in said, said[-2000:]
