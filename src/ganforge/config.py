@@ -190,6 +190,24 @@ class TrainEval(Section):
     n: int = Field(ge=10, le=MAX_COUNT)
 
 
+class Ada(Section):
+    """Adaptive discriminator augmentation (ganforge/ada.py, Karras et al. 2020)."""
+
+    enabled: bool
+    target: float = Field(gt=0, lt=1)  # of r_t = E[sign(D(x_real))]: p rises above it, falls below
+    speed_kimg: float = Field(gt=0, le=MAX_COUNT)  # thousands of real images for p to move by 1
+    interval: int = Field(ge=1, le=MAX_COUNT)  # steps between adjustments of p
+    p_init: float = Field(ge=0, le=1)  # p at step 0
+    transforms: str  # names or groups of ada.TRANSFORMS, joined by + (blit+geom+color: the paper's bgc)
+
+    @field_validator("transforms")
+    @classmethod
+    def _known_transforms(cls, v: str) -> str:
+        from ganforge.ada import parse_transforms
+
+        return _checked_by(parse_transforms, v)
+
+
 class Train(Section):
     device: Device
     # training processes on this node (torchrun); auto = visible GPUs
@@ -201,6 +219,9 @@ class Train(Section):
     loss: Choice  # a key of losses.LOSSES, with its settings (Choice)
     reg: Regularizer
     augment: str
+    ada: Ada
+    # train on the first N images of the train split (small-data runs); None = all. Part of the data hash.
+    limit_images: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None
     z_dim: int = Field(ge=1, le=MAX_WIDTH)
     g_channels: int = Field(ge=1, le=MAX_WIDTH)
     d_channels: int = Field(ge=1, le=MAX_WIDTH)

@@ -2,8 +2,9 @@
 
 The object owns everything that makes this kind of GAN: G(z, c) and D(x, c), always called with their
 conditioning explicitly (c = None when unconditional: no branch), the adversarial loss, the D penalties
-(lazy ones included), the P2GAN class term, PacGAN packing and the minibatch-stddev feature, DiffAugment on
-every image D sees. The engine (train/engine.py) only steps its phases: "D" (d_steps times) and "G".
+(lazy ones included), the P2GAN class term, PacGAN packing and the minibatch-stddev feature, DiffAugment and
+adaptive augmentation (ADA) on every image D sees. The engine (train/engine.py) only steps its phases: "D"
+(d_steps times) and "G".
 
 The last D step's G forward is kept with its graph and serves the G phase (one G forward fewer per step);
 so the G phase judges the same fakes D was just trained on, through the updated D.
@@ -16,6 +17,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ganforge.ada import AdaptiveAugment, parse_transforms
 from ganforge.augment import DiffAugment
 from ganforge.losses import LOSSES, make_loss, make_regularizers
 from ganforge.losses.base import PenaltySettings
@@ -74,19 +76,32 @@ class ImageGeneration:
                                                                          every=cfg.reg.every))
         self.reg_every = max(r.every for r in self.penalties)  # one interval: they share train.reg.every
         self.aug = DiffAugment(cfg.augment)
+        self.items_per_step = cfg.batch_size * cfg.d_steps  # real images D sees per (G) step
+        # ADA (ada.py): p and its controller's sums are buffers of a module that sits among the nets, so the
+        # engine checkpoints and restores them with the weights (nets are state_dicts in the checkpoint) and
+        # the Task protocol needs nothing new; the module has no parameters, so no optimiser sees it. p can
+        # move by 1 in speed_kimg thousand real images: items_per_step of them per step.
+        a = cfg.ada
+        self.ada = AdaptiveAugment(parse_transforms(a.transforms), p_init=a.p_init, target=a.target,
+                                   speed_kimg=a.speed_kimg, interval=a.interval,
+                                   batch_size=self.items_per_step, device=dev) if a.enabled else None
         self.label_term = LabelMatching(cfg.label_matching) if cfg.label_matching else None
         self.stat_keys = ("loss_d", "loss_g", *self.loss.stat_keys(),  # the report's columns, in order
                           *(k for r in self.penalties for k in r.STATS),
-                          *(self.label_term.STATS if self.label_term else ()))
+                          *(self.label_term.STATS if self.label_term else ()),
+                          # ADA: the step's p, and its mean sign(D(x_real)) (r_t of one step)
+                          *(("ada_p", "ada_rt") if self.ada is not None else ()))
         self.watch = ("loss_d", "loss_g")
-        self.items_per_step = cfg.batch_size * cfg.d_steps  # real images D sees per (G) step
+        if self.ada is not None:
+            self.nets["ada"] = self.ada
         self.divergence_hint = "lower train.g.lr and train.d.lr?"
 
         # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
         self.data = torch.as_tensor(np.ascontiguousarray(x_train)).to(dev)  # uint8 [N, C, H, W]
         # Every draw of a step, checkpointed. data, z and labels are the same streams on every rank; augment
         # and reg are per rank (rank 0's is the one-process stream).
-        streams = ("data", "z", "augment", "reg", *(("labels",) if self.K else ()))
+        streams = ("data", "z", "augment", "reg", *(("labels",) if self.K else ()),
+                   *(("ada",) if self.ada is not None else ()))
         self.generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, self._stream(name)))
                            for name in streams}
         fixed = torch.Generator().manual_seed(stream_seed(seed, "fixed_z"))
@@ -132,8 +147,10 @@ class ImageGeneration:
 
     def seen(self, x: torch.Tensor) -> torch.Tensor:
         """What D sees of images: the DiffAugment policy (every image, real, fake or interpolated, in both
-        phases: D never sees an unaugmented image it could tell apart), then packing and minibatch stddev."""
+        phases: D never sees an unaugmented image it could tell apart), then ADA's pipeline at the current
+        p, then packing and minibatch stddev."""
         x = x if self.aug.identity else self.aug(x, self.generators["augment"])
+        x = x if self.ada is None else self.ada(x, self.generators["ada"])
         return pack_input(x, self.pack, self.mbstd_group)
 
     def judge(self, D: nn.Module, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
@@ -153,6 +170,8 @@ class ImageGeneration:
                 out_real = self.judge(self.D_ddp, x_real, c_real)
                 out_fake = self.judge(self.D_ddp, x_fake.detach(), c_fake)
                 loss_d, stats = self.loss.d_loss(out_real, out_fake)
+                if self.ada is not None:
+                    stats.update(self._ada_observe(out_real))
                 if self.label_term:
                     term, term_stats = self.label_term.d_term(self.D_ddp(self.seen(x_real), classes=True),
                                                               c_real)
@@ -186,7 +205,17 @@ class ImageGeneration:
         loss_g.backward()
         self.D.requires_grad_(True)
         self._kept = None
+        if self.ada is not None:
+            self.ada.step()  # the step is done: every ada.interval steps p moves toward the target
         return {"loss_g": loss_g.detach(), **stats}
+
+    def _ada_observe(self, out_real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """r_t's share of one D step: the mean sign of D's outputs on the augmented reals, over every rank's
+        rows (so every rank holds the same p), into ADA's sums; the report's ada_p and ada_rt."""
+        p = self.ada.p.detach().clone()  # the p this step augments with (the G phase may move it)
+        sign = self.world.average_(out_real.detach().float().sign().mean())  # a collective with >1 process
+        self.ada.observe(sign)
+        return {"ada_p": p, "ada_rt": sign}
 
     @torch.no_grad()
     def picture(self, net: nn.Module) -> np.ndarray:

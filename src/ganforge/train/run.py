@@ -66,6 +66,16 @@ def validate(p, info: dict, nproc: int) -> list[str]:
     if judge.data == "points" and t.augment:
         problems.append(f"train.augment: DiffAugment ({t.augment!r}) transforms images; the toy 2-D data "
                         "take none (\"\")")
+    if judge.data == "points" and t.ada.enabled:
+        problems.append("train.ada: adaptive augmentation transforms images; the toy 2-D data take none (set "
+                        "train.ada.enabled: false)")
+    if t.ada.enabled and len(shape) == 3 and shape[1] != shape[2]:
+        problems.append(f"train.ada: the quarter turns need square images, and {p.base.dataset}'s are "
+                        f"{shape[1]} x {shape[2]}")
+    n_train = info.get("counts", {}).get("train")
+    if t.limit_images is not None and n_train is not None and t.limit_images > n_train:
+        problems.append(f"train.limit_images: {t.limit_images} is more than the {n_train} images of "
+                        f"{p.base.dataset}'s train split (null = all of them)")
     if problems:
         raise ConfigError("invalid params for training:\n  " + "\n  ".join(problems) if len(problems) > 1
                           else problems[0])
@@ -76,15 +86,30 @@ def validate(p, info: dict, nproc: int) -> list[str]:
 
 
 def code_fingerprint() -> str:
-    """Hash of the code that defines the trajectory (losses, nets, tasks, train/). A checkpoint written by
-    other code is not resumed: after a fix to the loss, `dvc repro` must not quietly continue the old run."""
+    """Hash of the code that defines the trajectory (losses, augmentations, nets, tasks, train/). A checkpoint
+    written by other code is not resumed: after a fix to the loss, `dvc repro` must not quietly continue the
+    old run."""
     package = Path(__file__).resolve().parents[1]  # src/ganforge
-    files = [*sorted(package.glob("losses/*.py")), package / "augment.py", *sorted(package.glob("nets/*.py")),
-             *sorted(package.glob("tasks/*.py")), *sorted(package.glob("train/*.py"))]
+    files = [*sorted(package.glob("losses/*.py")), package / "ada.py", package / "augment.py",
+             *sorted(package.glob("nets/*.py")), package / "tasks/__init__.py",
+             package / "tasks/generation.py", *sorted(package.glob("train/*.py"))]  # z -> image: its own task
     digest = hashlib.sha256()
     for f in files:
         digest.update(f"{f.relative_to(package)}\n".encode() + f.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def training_data_hash(info: dict, limit_images: int | None) -> str:
+    """The data a run trains on as one short id (the MLflow runs' dataset_hash tag, the generator file's
+    data_hash, a checkpoint's config): the prepared data's content hash, and with train.limit_images the
+    number of train images kept, so a checkpoint of the full data is never resumed on the first 2,000 (nor
+    the other way round), and runs on different shares of one data set never share a tag."""
+    from ganforge.data.prepared import content_hash
+
+    full = content_hash(info)
+    if limit_images is None:
+        return full
+    return hashlib.sha256(f"{full}/train[:{limit_images}]".encode()).hexdigest()[:16]
 
 
 def trajectory_config(p, data_hash: str, device: torch.device) -> dict:
@@ -132,7 +157,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     (models/generator.pt, results/train/*), the model registration. Rank 0 alone tracks and writes; the
     other ranks train in step with it."""
     from ganforge.cli import GracefulStop, Interrupted
-    from ganforge.data.prepared import content_hash, load_info, load_split
+    from ganforge.data.prepared import load_info, load_split
     from ganforge.io import atomic_write_bytes, atomic_write_text
     from ganforge.nets import save_generator
     from ganforge.plane import extent_of, gif_bytes, walk_pictures
@@ -146,8 +171,10 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     info = load_info(data, p.base.dataset)
     x_train, y_train = load_split(data, "train")  # uint8 [N, C, H, W] (or points), int64 [N]
     judge_for(p.base.dataset).check(x_train, f"{data}/train.npz")
+    if cfg.limit_images is not None:  # a small-data run: the first N (validate() checked there are N)
+        x_train, y_train = x_train[:cfg.limit_images], y_train[:cfg.limit_images]
     classes = list(info.get("classes", []))
-    data_hash = content_hash(info)
+    data_hash = training_data_hash(info, cfg.limit_images)
     built = build(p, x_train, y_train, len(classes), data_hash=data_hash, device=device, world=world)
     ckpt_path = checkpoints / CHECKPOINT_FILE
     if world.main:
