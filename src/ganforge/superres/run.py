@@ -315,10 +315,10 @@ def upscale(p, name: str, *, data_dir: Path, models: dict[str, Path], out: Path,
     names, hr, _ = load_images(data_dir, "test")
     names, hr = names[: s.test_n], hr[: s.test_n]
     lr = lr_images(hr, scale)
-    nets = {}
+    nets, dhash = {}, data_hash(data_dir)
     for method, path in models.items():
         nets[method], meta = load_sr(path, device)
-        if meta.get("data_hash") != data_hash(data_dir) or nets[method].scale != scale:
+        if meta.get("data_hash") != dhash or nets[method].scale != scale:
             raise GanforgeError(f"{path} was trained on other data or for another scale than "
                                 f"superres.sets.{name}: rerun its training stage")
     out_arrays: dict[str, np.ndarray] = {"names": np.array(names)}
@@ -355,7 +355,7 @@ def evaluate(p, name: str, *, data_dir: Path, upscaled: Path, judge_model: Path,
              out: Path, device) -> dict:
     """The table of the methods (bicubic, psnr, gan): metrics.json, table.tsv, perception_distortion.tsv
     and .png, crops.png in `out`; returns the metrics."""
-    from ganforge.metrics import Reference, load_evaluator
+    from ganforge.metrics import Reference, load_evaluator, load_evaluator_metrics
     from ganforge.metrics.evaluator import extract
     from ganforge.sampling import png_bytes
     from ganforge.superres.plot import crops_picture, perception_distortion
@@ -369,9 +369,7 @@ def evaluate(p, name: str, *, data_dir: Path, upscaled: Path, judge_model: Path,
     ups = read_upscaled(upscaled, names)
     net, _ = load_evaluator(judge_model, device)
     ref = Reference.load(judge_results / "reference.npz")
-    import json
-
-    floor = float(json.loads((judge_results / "metrics.json").read_text())["floor"]["fid"])
+    floor = float(load_evaluator_metrics(judge_results / "metrics.json")["floor"]["fid"])
     table = {}
     for method in METHODS:
         scores = [paired_scores(u, h, scale) for u, h in zip(ups[method], hr, strict=True)]
