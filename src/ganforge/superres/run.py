@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,17 +201,12 @@ def file_sha256(path: Path) -> str:
 def train(p, name: str, stage: str, *, data_dir: Path, model: Path, results: Path, checkpoints: Path,
           judge_model: Path, init_model: Path | None, device) -> dict:
     """Stage psnr or gan of set `name`: returns the model file's meta."""
-    from ganforge.cli import GracefulStop, Interrupted
     from ganforge.metrics import load_evaluator
     from ganforge.sampling import png_bytes
     from ganforge.superres.nets import load_sr, save_sr
     from ganforge.tasks.superres import SuperResolution
     from ganforge.tracking.serving import log_sr_model
-    from ganforge.tracking.spool import TrainingLog
-    from ganforge.tracking.store import open_training_run, params_hash
-    from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, remove_stale_temp_files
-    from ganforge.train.engine import Stopped
-    from ganforge.train.engine import train as run_engine
+    from ganforge.tracking.training import RunSpec, train_tracked
     from ganforge.train.fast import FastPath
     from ganforge.train.history import history_tsv
 
@@ -239,44 +233,18 @@ def train(p, name: str, stage: str, *, data_dir: Path, model: Path, results: Pat
     config = {"seed": seed, "data_hash": dhash, "device": torch.device(device).type, "stage": stage,
               "scale": sr.scale, "set": own, "init": init_sha,
               "judge": file_sha256(judge_model) if stage == "gan" else None, "code": code_fingerprint()}
-    ckpt_path = checkpoints / CHECKPOINT_FILE
-    for stale in remove_stale_temp_files(ckpt_path):
-        print(f"removed {stale}: a checkpoint write that a kill cut short")
-    ckpt = load_checkpoint(ckpt_path, config)
-    run_params = {"base": {"seed": seed}, "superres": {"scale": sr.scale, "set": name, "stage": stage,
-                                                       **own, stage: t.model_dump()}}
-    mlrun = open_training_run(run_params, ckpt["meta"] if ckpt else None, experiment=EXPERIMENT,
-                              run_name=f"superres-{name}-{stage}-{t.kimg:g}kimg",
-                              tags={"dataset": s.dataset, "dataset_hash": dhash, "task": "superres",
-                                    "superres.set": name, "superres.stage": stage})
-    meta = {"params_hash": params_hash(run_params), "mlflow_run_id": mlrun.run_id}
-    print(f"{name} {stage}: {len(images)} train images, device {device}, MLflow run {mlrun.run_id}")
-    mlrun.write_json(results / "run.json")
-    tracked = TrainingLog(mlrun, checkpoints)
-    if ckpt:
-        tracked.replay(ckpt["history"])
-
-    def log(step: int, stats: dict) -> None:
-        tracked.metrics(step, stats)
-        if not sys.stderr.isatty():
-            print(f"step {step}  " + "  ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
-
-    steps = math.ceil(t.kimg * 1000 / t.batch_size)
-    try:
-        with GracefulStop() as stop:
-            result = run_engine(task, steps=steps, config=config, ema_decay=s.ema, lr_decay="none",
-                                fast_path=task.fast_path, log_every=sr.log_every, image_every=sr.image_every,
-                                ckpt_every=sr.ckpt_every, checkpoint_path=ckpt_path, resume=ckpt,
-                                checkpoint_meta=meta, log=log,
-                                log_grid=lambda step, pic: tracked.image(step, "sr_crops", pic),
-                                stop=lambda: stop.requested, progress=sys.stderr.isatty())
-    except Stopped as e:
-        tracked.flush(wait_seconds=5)
-        mlrun.close("KILLED", {"ganforge.stopped_by": e.signal_name, "ganforge.stopped_at_step": e.step})
-        raise Interrupted(e.exit_code - 128, str(e)) from None
-    except BaseException:
-        mlrun.close("FAILED")
-        raise
+    run = RunSpec({"base": {"seed": seed}, "superres": {"scale": sr.scale, "set": name, "stage": stage,
+                                                        **own, stage: t.model_dump()}},
+                  EXPERIMENT, f"superres-{name}-{stage}-{t.kimg:g}kimg",
+                  {"dataset": s.dataset, "dataset_hash": dhash, "task": "superres", "superres.set": name,
+                   "superres.stage": stage})
+    tracked = train_tracked(
+        task, steps=math.ceil(t.kimg * 1000 / t.batch_size), config=config,
+        engine={"ema_decay": s.ema, "lr_decay": "none", "fast_path": task.fast_path,
+                "log_every": sr.log_every, "image_every": sr.image_every, "ckpt_every": sr.ckpt_every},
+        checkpoints=checkpoints, results=results, run=run, picture_key="sr_crops",
+        announce=f"{name} {stage}: {len(images)} train images, device {device}")
+    result, mlrun = tracked.result, tracked.mlrun
     G = result.ema if result.ema is not None else result.nets["G"]
     meta_out = {"set": name, "stage": stage, "dataset": s.dataset, "data_hash": dhash, "scale": sr.scale,
                 "ema": result.ema is not None, "trained_steps": result.step, "trained_kimg": result.kimg,
@@ -285,9 +253,9 @@ def train(p, name: str, stage: str, *, data_dir: Path, model: Path, results: Pat
     save_sr(model, G.float().to(memory_format=torch.contiguous_format), meta_out)
     atomic_write_text(results / "losses.tsv", history_tsv(result.history))
     atomic_write_bytes(results / "crops.png", png_bytes(result.grid))
-    tracked.flush(wait_seconds=60)
+    tracked.log.flush(wait_seconds=60)
     version = log_sr_model(mlrun, model, name, stage)
-    mlrun.finish("FINISHED")
+    tracked.finish()
     print(f"trained {result.kimg:g} kimg ({result.step} steps); wrote {model} (version {version} of "
           f"ganforge-{name}-sr)")
     return meta_out

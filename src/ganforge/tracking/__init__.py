@@ -7,4 +7,6 @@
              load_verified, which checks them before anything is unpickled
   promotion  the champion policy and its lock (only versions whose files match are trusted)
   spool      best-effort logging for training: outages spooled and resent, permanent refusals set aside
+  training   a one-process training stage's run around the engine (super-resolution, translation):
+             checkpoint resume, the MLflow run, signals -> KILLED, failures -> FAILED
 """

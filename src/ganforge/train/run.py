@@ -156,7 +156,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     """The train stage: the data, the run in MLflow, training with checkpoints and signals, the outputs
     (models/generator.pt, results/train/*), the model registration. Rank 0 alone tracks and writes; the
     other ranks train in step with it."""
-    from ganforge.cli import GracefulStop, Interrupted
+    from ganforge.cli import GracefulStop
     from ganforge.data.prepared import load_info, load_split
     from ganforge.io import atomic_write_bytes, atomic_write_text
     from ganforge.nets import save_generator
@@ -196,6 +196,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     from ganforge.tracking.serving import log_generator_model
     from ganforge.tracking.spool import TrainingLog
     from ganforge.tracking.store import open_training_run, params_hash
+    from ganforge.tracking.training import closed_on_failure
 
     evaluate = None  # train.eval: FID/precision/recall in the evaluator stage's features
     if built.engine["eval_every"]:
@@ -238,21 +239,11 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
         if points:
             frames.append(picture)
 
-    try:
-        with GracefulStop() as stop:  # SIGTERM/SIGINT: finish the step, checkpoint it, then stop
-            result = train(built.task, **built.engine, evaluate=evaluate, checkpoint_path=ckpt_path,
-                           resume=ckpt, checkpoint_meta=meta, log=log, log_grid=log_grid,
-                           stop=lambda: stop.requested, progress=sys.stderr.isatty())
-    except Stopped as e:
-        tracked.flush(wait_seconds=5)  # inside the grace period a scheduler gives
-        mlrun.close("KILLED", {"ganforge.stopped_by": e.signal_name, "ganforge.stopped_at_step": e.step})
-        raise Interrupted(e.exit_code - 128, str(e)) from None
-    except KeyboardInterrupt:  # a second signal, or one before training started
-        mlrun.close("KILLED")
-        raise
-    except BaseException:
-        mlrun.close("FAILED")
-        raise
+    # SIGTERM/SIGINT: finish the step, checkpoint it, then stop (the run KILLED; a failure: FAILED)
+    with closed_on_failure(mlrun, tracked), GracefulStop() as stop:
+        result = train(built.task, **built.engine, evaluate=evaluate, checkpoint_path=ckpt_path,
+                       resume=ckpt, checkpoint_meta=meta, log=log, log_grid=log_grid,
+                       stop=lambda: stop.requested, progress=sys.stderr.isatty())
 
     ema = result.ema is not None
     G_out = result.ema if ema else result.nets["G"]
