@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 # dvc runs `python stages/...`: put the venv first so that python is the one with ganforge installed.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run synthesize invert superres test test-fast lint clean
+.PHONY: install run synthesize invert superres translate test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,13 @@ invert: install
 superres: install
 	dvc repro pipelines/superres/dvc.yaml
 	@for t in results/superres/*/evaluate/table.tsv; do echo "== $$t"; column -t "$$t"; done
+
+# image-to-image translation: a pipeline of its own (pipelines/translate/dvc.yaml): for each set of
+# translate.sets download -> judge (one per domain), for each model of translate.models (pix2pix, CycleGAN)
+# train -> translate -> evaluate, then the tables (each model beside the identity baseline)
+translate: install
+	dvc repro pipelines/translate/dvc.yaml
+	@for t in results/translate/*/evaluate/table.tsv; do echo "== $$t"; column -t "$$t"; done
 
 lint: install
 	ruff check .

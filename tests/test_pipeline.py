@@ -54,6 +54,22 @@ def imported_files(log: str, src: Path) -> dict[str, set[str]]:
     return out
 
 
+def foreach_deps_mismatch(project: Path, pipeline: str, stages: dict[str, str], used: dict) -> list[str]:
+    """One line per foreach stage of `pipeline` whose src/ deps differ from what its instance
+    <stage>@<stages[stage]> imported (used: imported_files); empty when all agree."""
+    declared_stages = yaml.safe_load((project / pipeline).read_text())["stages"]
+    wrong = []
+    for name, key in stages.items():
+        deps = [project / d for d in declared_stages[name]["do"]["deps"] if d.startswith("src/")]
+        declared = {str(f.relative_to(project / "src")) for d in deps
+                    for f in (d.glob("*.py") if d.is_dir() else [d])}
+        got = used[f"{name}@{key}"]
+        if got != declared:
+            wrong.append(f"{name}: missing {sorted(got - declared)}, not used {sorted(declared - got)}, "
+                         f"imported {sorted(got)}")
+    return wrong
+
+
 def declared_files(project: Path) -> dict[str, set[str]]:
     """{stage: the files under src/ its dvc.yaml deps cover} (a directory covers its .py files)."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]

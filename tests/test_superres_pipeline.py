@@ -9,7 +9,7 @@ import json
 
 import pytest
 import yaml
-from test_pipeline import imported_files
+from test_pipeline import foreach_deps_mismatch, imported_files
 
 from conftest import dvc, make_project
 
@@ -53,15 +53,6 @@ def test_dvc_repro_of_the_superres_pipeline(tmp_path):
     assert "up to date" in status.stdout, status.stdout
 
     used = imported_files(proc.stdout, project / "src")
-    stages = yaml.safe_load((project / PIPELINE).read_text())["stages"]
     assert set(used) == {f"{s}@photos" for s in SR_STAGES}, sorted(used)
-    wrong = []
-    for name in SR_STAGES:
-        deps = [project / d for d in stages[name]["do"]["deps"] if d.startswith("src/")]
-        declared = {str(f.relative_to(project / "src")) for d in deps
-                    for f in (d.glob("*.py") if d.is_dir() else [d])}
-        got = used[f"{name}@photos"]
-        if got != declared:
-            wrong.append(f"{name}: missing {sorted(got - declared)}, not used {sorted(declared - got)}, "
-                         f"imported {sorted(got)}")
+    wrong = foreach_deps_mismatch(project, PIPELINE, dict.fromkeys(SR_STAGES, "photos"), used)
     assert not wrong, f"{PIPELINE} deps differ from what the stages import:\n" + "\n".join(wrong)

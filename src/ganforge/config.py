@@ -16,8 +16,10 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from ganforge.errors import ConfigError
@@ -50,6 +52,16 @@ def _checked_by(check, value: str) -> str:
     except ConfigError as e:
         raise ValueError(str(e)) from None
     return value
+
+
+def _path_names(v: dict) -> dict:
+    """`v` if its keys can name paths and DVC stages (<stage>@<key>)."""
+    import re
+
+    for name in v:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise ValueError(f"name {name!r}: lower-case letters, digits, - and _ (it names paths)")
+    return v
 
 
 def set_dotted(raw: dict, overrides: dict) -> dict:
@@ -452,14 +464,105 @@ class Superres(Section):
     ckpt_every: int = Field(ge=1, le=MAX_COUNT)
     sets: dict[str, SRSet] = Field(min_length=1)
 
-    @field_validator("sets")
-    @classmethod
-    def _names(cls, v: dict) -> dict:
-        import re
+    _names = field_validator("sets")(classmethod(lambda cls, v: _path_names(v)))
 
-        for name in v:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
-                raise ValueError(f"set name {name!r}: lower-case letters, digits, - and _ (it names paths)")
+
+class TranslationSettings(BaseModel):
+    """One translation model: the task object's settings (tasks/translation.py), validated here as part of
+    translate.models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: Literal["pix2pix", "cyclegan"]
+    g_width: int = Field(ge=1)  # ngf: channels of G's first layer
+    g_blocks: int = Field(ge=0)  # cyclegan: ResNet blocks (junyanz: 9 at 256 px, 6 at 128)
+    g_downs: int = Field(ge=2)  # pix2pix: U-Net depth (the image is padded to a multiple of 2^downs)
+    d_width: int = Field(ge=1)  # ndf
+    d_layers: int = Field(ge=1)  # PatchGAN's stride-2 layers (3: 70 x 70 patches)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)  # Adam's, both G and D (junyanz: 2e-4, betas (0.5, 0.999))
+    loss: str  # a losses.LOSSES entry without settings: lsgan (CycleGAN), ns (pix2pix's vanilla GAN)
+    l1: float = Field(ge=0)  # pix2pix: lambda_L1 (100)
+    cycle: float = Field(ge=0)  # cyclegan: lambda_A = lambda_B (10)
+    identity: float = Field(ge=0)  # cyclegan: lambda_identity, a share of cycle (0.5)
+    pool: int = Field(ge=0)  # cyclegan: past fakes kept per domain (50); 0 = D sees the newest only
+
+
+class TranslateJudge(Section):
+    """The judges of a translation set's domains (ganforge.judges.domain_judges says which kind): a
+    classifier of the domain's labels (or of its registry entry's judged_on data set), else SimCLR."""
+
+    epochs: int = Field(ge=1, le=100_000)  # classifier epochs (SimCLR: self_supervised.epochs) ...
+    min_images: int = Field(ge=0, le=MAX_COUNT)  # ... or more: each classifier sees at least this many
+    batch_size: int = Field(ge=2, le=MAX_WIDTH)
+    lr: float = Field(gt=0)
+    feature_dim: int = Field(ge=2, le=MAX_WIDTH)
+    self_supervised: SelfSupervised | None  # the views, for a set judged without labels (null otherwise)
+
+
+class TranslateSet(Section):
+    """One translation data set of the translate pipeline: its download and its domains' judges."""
+
+    dataset: str  # a registry data set of kind translation, downloaded to data/translate/<set>
+    channels: Literal[1, 3] | None  # bring both domains to this many channels (grey <-> BT.601 luma);
+                                    # null: their channel counts must agree
+    ground_truth: bool  # score translations against the true counterparts (needs a paired test split)
+    judge: TranslateJudge
+    test_n: int | None = Field(ge=1, le=MAX_COUNT)  # the first n test images of each domain; null = all
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ganforge.data.registry import registry
+
+        kinds = {name: spec.kind for name, spec in registry().items()}
+        return _registered("translation data set", [n for n, k in kinds.items() if k == "translation"], v)
+
+
+class TranslateModel(TranslationSettings):
+    """One model of the translate pipeline (its train, translate and evaluate stages)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    set: str  # a key of translate.sets: the data it learns and is judged on
+    kimg: float = Field(gt=0, le=MAX_COUNT)  # thousands of images of each domain shown
+    ema: float | None = Field(ge=0, lt=1)  # per-step decay of the generators' moving average; null = off
+    lr_decay: Literal["none", "linear"]  # linear: to 0 over the run (junyanz: constant, then linear)
+    directions: tuple[Literal["ab", "ba"], ...] = Field(min_length=1)  # what translate/evaluate produce
+
+    @model_validator(mode="after")
+    def _has_directions(self) -> TranslateModel:
+        if self.model == "pix2pix" and "ba" in self.directions:
+            raise ValueError("directions: pix2pix translates A -> B only (ab); it has no ba generator")
+        return self
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, v: str) -> str:
+        from ganforge.losses import LOSSES
+
+        return _registered("loss", tuple(LOSSES), v)
+
+
+class Translate(Section):
+    """Image-to-image translation (stages/translate_*.py, pipelines/translate/dvc.yaml): the data sets
+    (download, judges: foreach over sets) and the models (train, translate, evaluate: foreach over models)."""
+
+    device: Device
+    log_every: int = Field(ge=1, le=MAX_COUNT)
+    image_every: int = Field(ge=1, le=MAX_COUNT)
+    ckpt_every: int = Field(ge=1, le=MAX_COUNT)
+    sets: dict[str, TranslateSet] = Field(min_length=1)
+    models: dict[str, TranslateModel] = Field(min_length=1)
+
+    _names = field_validator("sets", "models")(classmethod(lambda cls, v: _path_names(v)))
+
+    @field_validator("models")
+    @classmethod
+    def _sets_known(cls, v: dict, info: ValidationInfo) -> dict:
+        if "sets" not in info.data:  # the sets failed their own validation: said there
+            return v
+        sets = info.data["sets"]
+        if unknown := [f"{name}.set {m.set!r}" for name, m in v.items() if m.set not in sets]:
+            raise ValueError(f"{', '.join(unknown)}: not a key of translate.sets ({', '.join(sets)})")
         return v
 
 
@@ -476,6 +579,7 @@ class Params(Section):
     synthesize: Synthesize
     invert: Invert
     superres: Superres
+    translate: Translate
     _raw: dict = PrivateAttr(default_factory=dict)
 
     @property
@@ -485,7 +589,7 @@ class Params(Section):
 
 def _describe(err: dict, model: type[BaseModel], prefix: str = "") -> str:
     """One line per pydantic error: the dotted key, what is wrong, and what is allowed."""
-    loc = prefix + ".".join(str(p) for p in err["loc"])
+    loc = (prefix + ".".join(str(p) for p in err["loc"])).rstrip(".")
     if err["type"] == "extra_forbidden":
         # walk the model tree to list the keys that *are* allowed at that level
         m: type[BaseModel] | None = model

@@ -16,38 +16,19 @@ pictures and the model file keep both directions together.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ganforge.config import TranslationSettings as Settings
 from ganforge.losses import LOSSES, make_loss
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.engine import Phase, stream_seed
-from ganforge.translate.nets import ImagePool, PatchDiscriminator, ResnetGenerator, UnetGenerator
+from ganforge.translate.nets import ImagePool, PatchDiscriminator, Translators
 
-PICTURE_ROWS = 8  # the report's picture: this many fixed train images of each domain
+__all__ = ["ImageTranslation", "Settings", "Translators"]
 
-
-class Settings(BaseModel):
-    """One translation model (its params section validates against this)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    model: Literal["pix2pix", "cyclegan"]
-    g_width: int = Field(ge=1)  # ngf: channels of G's first layer
-    g_blocks: int = Field(ge=0)  # cyclegan: ResNet blocks (junyanz: 9 at 256 px, 6 at 128)
-    g_downs: int = Field(ge=2)  # pix2pix: U-Net depth (the image is padded to a multiple of 2^downs)
-    d_width: int = Field(ge=1)  # ndf
-    d_layers: int = Field(ge=1)  # PatchGAN's stride-2 layers (3: 70 x 70 patches)
-    batch_size: int = Field(ge=1)
-    lr: float = Field(gt=0)  # Adam's, both G and D (junyanz: 2e-4, betas (0.5, 0.999))
-    loss: str  # a losses.LOSSES entry without settings: lsgan (CycleGAN), ns (pix2pix's vanilla GAN)
-    l1: float = Field(ge=0)  # pix2pix: lambda_L1 (100)
-    cycle: float = Field(ge=0)  # cyclegan: lambda_A = lambda_B (10)
-    identity: float = Field(ge=0)  # cyclegan: lambda_identity, a share of cycle (0.5)
-    pool: int = Field(ge=0)  # cyclegan: past fakes kept per domain (50); 0 = D sees the newest only
+PICTURE_ROWS = 8  # the report's picture: this many fixed images of each domain
 
 
 def normal_init(net: nn.Module, std: float = 0.02) -> None:
@@ -59,40 +40,29 @@ def normal_init(net: nn.Module, std: float = 0.02) -> None:
                 nn.init.zeros_(m.bias)
 
 
-class Translators(nn.Module):
-    """The generators of both directions as one module: ab (A -> B) and, for CycleGAN, ba (B -> A)."""
-
-    def __init__(self, ab: nn.Module, ba: nn.Module | None):
-        super().__init__()
-        self.ab, self.ba = ab, ba
-
-    def forward(self, x: torch.Tensor, direction: str = "ab") -> torch.Tensor:
-        # x: [B, C, H, W] in [-1, 1] of the source domain -> the target domain
-        net = self.ab if direction == "ab" else self.ba
-        assert net is not None, f"this model has no {direction} generator"
-        return net(x)
-
-
 class ImageTranslation:
     output = "G"
     reg_every = 1
 
     def __init__(self, s: Settings, x_a: np.ndarray, x_b: np.ndarray, *, paired: bool, seed: int, device,
-                 fast_path):
-        # x_a, x_b: uint8 [N_a, C_a, H, W], [N_b, C_b, H, W]; paired: row i of A and of B show one item
+                 fast_path, fixed: tuple[np.ndarray, np.ndarray] | None = None):
+        # x_a, x_b: uint8 [N_a, C_a, H, W], [N_b, C_b, H, W]; paired: row i of A and of B show one item.
+        # fixed: the images of the pictures (held-out ones, paired when the test split is); None: train ones
         assert s.model == "cyclegan" or (paired and len(x_a) == len(x_b)), "pix2pix trains on pairs"
         self.s, self.paired, self.fast_path = s, paired, fast_path
         ca, cb = x_a.shape[1], x_b.shape[1]
         torch.manual_seed(stream_seed(seed, "init"))
         if s.model == "cyclegan":
-            G = Translators(ResnetGenerator(ca, cb, s.g_width, s.g_blocks),
-                            ResnetGenerator(cb, ca, s.g_width, s.g_blocks))
+            G = Translators("cyclegan", {"channels_in": ca, "channels_out": cb, "width": s.g_width,
+                                         "blocks": s.g_blocks},
+                            {"channels_in": cb, "channels_out": ca, "width": s.g_width, "blocks": s.g_blocks})
             D = nn.ModuleDict({"a": PatchDiscriminator(ca, s.d_width, s.d_layers),
                                "b": PatchDiscriminator(cb, s.d_width, s.d_layers)})
             self.pools = nn.ModuleDict({"a": ImagePool(s.pool, tuple(x_a.shape[1:])),
                                         "b": ImagePool(s.pool, tuple(x_b.shape[1:]))}).to(device)
         else:
-            G = Translators(UnetGenerator(ca, cb, s.g_width, s.g_downs), None)
+            G = Translators("pix2pix", {"channels_in": ca, "channels_out": cb, "width": s.g_width,
+                                        "downs": s.g_downs}, None)
             D = nn.ModuleDict({"b": PatchDiscriminator(ca + cb, s.d_width, s.d_layers)})
             self.pools = None
         normal_init(G)
@@ -116,8 +86,10 @@ class ImageTranslation:
                      "b": torch.from_numpy(np.ascontiguousarray(x_b)).to(device)}
         self.generators = {name: torch.Generator(device).manual_seed(stream_seed(seed, name))
                            for name in ("data", "pool")}
-        n = min(PICTURE_ROWS, len(x_a), len(x_b))
-        self.fixed = {d: self.data[d][:n] for d in ("a", "b")}
+        fixed = (x_a, x_b) if fixed is None else fixed
+        n = min(PICTURE_ROWS, len(fixed[0]), len(fixed[1]))
+        self.fixed = {d: torch.from_numpy(np.ascontiguousarray(x[:n])).to(device)
+                      for d, x in zip(("a", "b"), fixed, strict=True)}
         self._kept = None
 
     def on_resume(self, step: int) -> None:
@@ -180,7 +152,8 @@ class ImageTranslation:
 
     @torch.no_grad()
     def picture(self, net: nn.Module) -> np.ndarray:
-        """Columns of fixed train images: A | G_ab(A) [| B | G_ba(B)] (pix2pix: A | G(A) | B, the pair)."""
+        """Columns of the fixed images: A | G_ab(A) | B [| G_ba(B)]: where they are paired (pix2pix's train
+        images; the held-out pairs) B is A's ground truth."""
         a, b = (self.fixed[d].float() / 127.5 - 1 for d in ("a", "b"))
         cols = [a, net(a, "ab"), b] + ([net(b, "ba")] if self.s.model == "cyclegan" else [])
         channels = max(x.shape[1] for x in cols)

@@ -612,3 +612,102 @@ def log_sr_model(run: Run, model_path: str | Path, set_name: str, stage: str) ->
     return _register(run, sr_model_name(set_name), "superres", SuperResolutionModel(),
                      {"model": str(model_path)}, signature, {"tile": SR_TILE}, description,
                      {"set": set_name, "stage": stage, **{f"meta.{k}": v for k, v in meta.items()}})
+
+
+# translation ----------------------------------------------------------------------------------------------
+MAX_TRANSLATE_IMAGES = 4096  # images per request, all rows together (a 64 px RGB image is 12 KiB)
+
+
+def translation_model_name(model: str) -> str:
+    return f"ganforge-{model}-translate"
+
+
+class TranslationModel(mlflow.pyfunc.PythonModel):
+    """A translation model (ganforge.translate) as a pyfunc: request rows of image (and direction) -> the
+    translated images.
+
+    predict input: a DataFrame or a list of dicts, one row per image: image, uint8 values [H, W] (grey) or
+    [H, W, C] of exactly the model's size and the source domain's channels; direction, "ab" (A -> B, the
+    default) or "ba" (CycleGAN only). predict output: a DataFrame with one column, image: uint8 [H, W, C]
+    of the target domain. A bad row is a RequestError naming it, and nothing is translated."""
+
+    def load_context(self, context) -> None:
+        from ganforge.translate.nets import load_translators
+
+        self.net, self.meta = load_translators(context.artifacts["model"], device="cpu")
+
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        import torch
+
+        from ganforge.translate.run import apply
+
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input if isinstance(model_input, list) else [model_input])
+        rows = translation_rows(model_input, self.net, self.meta)
+        out: list[np.ndarray | None] = [None] * len(rows)
+        for direction in self.net.directions:  # one batch per direction, in the request's order
+            index = [i for i, (d, _) in enumerate(rows) if d == direction]
+            if index:
+                y = apply(self.net, np.stack([rows[i][1] for i in index]), direction, torch.device("cpu"))
+                for i, img in zip(index, y, strict=True):
+                    out[i] = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        return pd.DataFrame({"image": out})
+
+
+def translation_rows(df: pd.DataFrame, net, meta: dict) -> list[tuple[str, np.ndarray]]:
+    """Validate a translation request: (direction, uint8 [C, H, W]) per row, or RequestError naming it."""
+    if "image" not in df.columns:
+        raise RequestError("a translation request needs a column image (and optionally direction)")
+    if len(df) > MAX_TRANSLATE_IMAGES:
+        raise RequestError(f"a translation request may hold at most {MAX_TRANSLATE_IMAGES} images: split it")
+    rows = []
+    for i, r in enumerate(df.to_dict("records")):
+        direction = r.get("direction", "ab")
+        direction = "ab" if direction is None or (isinstance(direction, float) and math.isnan(direction)) \
+            else direction
+        if direction not in net.directions:
+            ways = " or ".join(repr(d) for d in net.directions)
+            back = " and back" if len(net.directions) > 1 else ""
+            raise RequestError(f"request row {i}: direction {direction!r}; this model translates {ways} "
+                               f"({' -> '.join(meta['domains'])}{back})")
+        c_in = net.channels(direction)[0]
+        side = meta["shape"]["a" if direction == "ab" else "b"][1:]
+        try:
+            x = np.asarray(r["image"])
+        except (TypeError, ValueError):
+            raise RequestError(f"request row {i}: image must be an array of numbers") from None
+        x = x[:, :, None] if x.ndim == 2 else x
+        if x.ndim != 3 or list(x.shape) != [*side, c_in]:
+            raise RequestError(f"request row {i}: image of shape {list(x.shape)}, but direction {direction} "
+                               f"translates [{side[0]}, {side[1]}, {c_in}] images")
+        if x.dtype != np.uint8:
+            if x.dtype.kind not in "iuf" or not np.isfinite(x).all() or x.min() < 0 or x.max() > 255 \
+                    or (x != np.round(x)).any():
+                raise RequestError(f"request row {i}: image values must be uint8 (whole numbers in 0..255), "
+                                   f"got {x.dtype}")
+            x = x.astype(np.uint8)
+        rows.append((direction, np.ascontiguousarray(x.transpose(2, 0, 1))))
+    return rows
+
+
+def log_translation_model(run: Run, model_path: str | Path, model: str) -> int:
+    """Register a translation model file as a new version of ganforge-<model>-translate."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    from ganforge.translate.nets import load_translators
+
+    net, meta = load_translators(model_path)
+    signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), "image"), ColSpec(AnyType(), "direction",
+                                                                                   required=False)]),
+                               outputs=Schema([ColSpec(AnyType(), "image")]))
+    a, b = meta["domains"]
+    description = (f"ganforge {net.model} translation {a} -> {b}"
+                   f"{f' and {b} -> {a}' if 'ba' in net.directions else ''}, trained on {meta['dataset']}. "
+                   f"predict rows of image (uint8 [H, W] or [H, W, C] of the source domain's size: "
+                   f"{meta['shape']}) and direction ({', '.join(net.directions)}; default ab); returns a "
+                   "column image of the translations, uint8 [H, W, C] of the target domain.")
+    return _register(run, translation_model_name(model), "translation", TranslationModel(),
+                     {"model": str(model_path)}, signature, {}, description,
+                     {"model": model, **{f"meta.{k}": v for k, v in meta.items()}})

@@ -8,15 +8,22 @@
   side is not a multiple of 2^downs are reflection-padded up to one, and the output is cropped back.
 - PatchDiscriminator (both): `layers` stride-2 4x4 convs, then two stride-1 ones; each output judges one
   receptive_field() x receptive_field() patch of the input (70 x 70 with 3 layers, at any image size).
+- Translators: both directions' generators as one module, and its model file (save/load_translators).
 Instance normalisation everywhere (junyanz's CycleGAN default; pix2pix's batch norm at its batch size of 1
 is the same thing in training), so every image is processed on its own.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ganforge.nets.store import load_net, save_net
+
+FORMAT = "ganforge-translators-1"
 
 
 def norm(c: int) -> nn.Module:
@@ -183,3 +190,44 @@ class ImagePool(nn.Module):
             self.images[slot] = torch.where(swap | ~full, xi, old)
             self.count += (~full).long()
         return torch.stack(out)
+
+
+class Translators(nn.Module):
+    """The generators of both directions as one module (the engine's output: EMA, pictures and the model
+    file keep them together): ab (A -> B) and, for CycleGAN, ba (B -> A); pix2pix has ab only."""
+
+    KINDS = {"cyclegan": ResnetGenerator, "pix2pix": UnetGenerator}
+
+    def config(self) -> dict:
+        ba = None if self.ba is None else self.ba.config()
+        return {"model": self.model, "ab": self.ab.config(), "ba": ba}
+
+    def __init__(self, model: str, ab: dict, ba: dict | None):
+        super().__init__()
+        self.model = model
+        self.ab = self.KINDS[model](**ab)
+        self.ba = None if ba is None else self.KINDS[model](**ba)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("ab",) if self.ba is None else ("ab", "ba")
+
+    def channels(self, direction: str) -> tuple[int, int]:
+        """(channels in, channels out) of one direction."""
+        net = self.ab if direction == "ab" else self.ba
+        return net.channels_in, net.channels_out
+
+    def forward(self, x: torch.Tensor, direction: str = "ab") -> torch.Tensor:
+        # x: [B, C, H, W] in [-1, 1] of the source domain -> the target domain
+        net = self.ab if direction == "ab" else self.ba
+        assert net is not None, f"this model has no {direction} generator"
+        return net(x)
+
+
+def save_translators(path: str | Path, G: Translators, meta: dict) -> Path:
+    return save_net(path, G, FORMAT, meta)
+
+
+def load_translators(path: str | Path, device: torch.device | str = "cpu") -> tuple[Translators, dict]:
+    return load_net(path, FORMAT, Translators, device, what="translation model",
+                    hint=" (the translate pipeline's train stage writes them: models/translate/<model>.pt)")
