@@ -90,10 +90,17 @@ def class_cycle(n: int, classes) -> np.ndarray:
 
 @torch.no_grad()
 def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncation: float | None = None,
-             device: torch.device | str = "cpu", labels: np.ndarray | None = None) -> np.ndarray:
+             device: torch.device | str = "cpu", labels: np.ndarray | None = None,
+             psi: float = 1.0) -> np.ndarray:
     """n images from G (put in eval mode) as uint8 [n, C, H, W]; from a generator of 2-D points (the MLP),
     the points as they are: float32 [n, 2, 1, 1]. labels: int [n], the class of each image of a conditional
-    G (default class_cycle over all its classes); an unconditional G takes none."""
+    G (default class_cycle over all its classes); an unconditional G takes none. psi < 1: truncation in w
+    toward G's tracked mean w, for a style-based G (nets/stylegan2.py); 1 = none (independent of z's
+    `truncation`)."""
+    if psi != 1 and not getattr(G, "W_TRUNCATION", False):
+        raise ValueError(f"psi {psi}: w-space truncation needs a style-based G (stylegan2), not "
+                         f"{type(G).__name__}")
+    style = {"psi": psi} if psi != 1 else {}
     G.eval()
     K = getattr(G, "num_classes", 0)
     points = draws_points(G)
@@ -107,9 +114,9 @@ def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncati
         z = latents(seed + lo, min(batch_size, n - lo), G.z_dim, truncation).to(device)  # [B, z_dim]
         if K:
             y = torch.as_tensor(np.asarray(labels[lo : lo + len(z)], dtype=np.int64)).to(device)  # [B]
-            x = G(z, y)  # [B, C, H, W]
+            x = G(z, y, **style)  # [B, C, H, W]
         else:
-            x = G(z)
+            x = G(z, **style)
         out.append(x.float().cpu() if points else to_uint8(x).cpu())
     return torch.cat(out).numpy()
 

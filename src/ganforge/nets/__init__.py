@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from ganforge.errors import ConfigError
-from ganforge.nets import dcgan, mlp, resnet
+from ganforge.nets import dcgan, mlp, resnet, stylegan2
 from ganforge.nets.dcgan import Discriminator, Generator, init_dcgan_weights, net_plan
 from ganforge.nets.mlp import (
     MLPDiscriminator,
@@ -55,6 +55,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                                data="points"),
     "mlp-pacgan-paper": Architecture(PacGANPaperGenerator, PacGANPaperDiscriminator, init_pacgan_weights,
                                      mlp.RESOLUTIONS, data="points"),
+    "stylegan2": Architecture(stylegan2.StyleGAN2Generator, stylegan2.StyleGAN2Discriminator,
+                              stylegan2.init_stylegan2_weights, stylegan2.RESOLUTIONS,
+                              Settings=stylegan2.StyleGAN2Settings),
 }
 
 

@@ -3,14 +3,16 @@
 The object owns everything that makes this kind of GAN: G(z, c) and D(x, c), always called with their
 conditioning explicitly (c = None when unconditional: no branch), the adversarial loss, the D penalties
 (lazy ones included), the P2GAN class term, PacGAN packing and the minibatch-stddev feature, DiffAugment and
-adaptive augmentation (ADA) on every image D sees. The engine (train/engine.py) only steps its phases: "D"
-(d_steps times) and "G".
+adaptive augmentation (ADA) on every image D sees, StyleGAN2's style mixing and path-length penalty (for
+that architecture only). The engine (train/engine.py) only steps its phases: "D" (d_steps times) and "G".
 
 The last D step's G forward is kept with its graph and serves the G phase (one G forward fewer per step);
 so the G phase judges the same fakes D was just trained on, through the updated D.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -19,11 +21,14 @@ from torch import nn
 
 from ganforge.ada import AdaptiveAugment, parse_transforms
 from ganforge.augment import DiffAugment
+from ganforge.errors import ConfigError
 from ganforge.losses import LOSSES, make_loss, make_regularizers
 from ganforge.losses.base import PenaltySettings
 from ganforge.losses.label import LabelMatching
+from ganforge.losses.none import NoRegularizer
 from ganforge.nets import build_networks, get_architecture
 from ganforge.nets.packing import input_channels, pack_input
+from ganforge.nets.stylegan2 import StyleGAN2Generator, StyleTerms
 from ganforge.plane import extent_of, plane_picture, surface
 from ganforge.sampling import make_grid, to_uint8
 from ganforge.train.distributed import World
@@ -34,7 +39,7 @@ GRID_SIZE = 8  # the fixed-z grid is 8 x 8 images
 PLANE_POINTS = 1024  # 2-D data: real and fixed-z points of each plane picture (instead of the grid)
 PLANE_PIXELS = 256  # its side
 # the same streams on every rank: each draws the global batch and keeps its rows
-SHARED_STREAMS = ("data", "z", "labels")
+SHARED_STREAMS = ("data", "z", "labels", "mix")
 
 
 class ImageGeneration:
@@ -75,6 +80,13 @@ class ImageGeneration:
         self.penalties = make_regularizers(cfg.reg.kind, PenaltySettings(weight=cfg.reg.weight,
                                                                          every=cfg.reg.every))
         self.reg_every = max(r.every for r in self.penalties)  # one interval: they share train.reg.every
+        # StyleGAN2 (nets/stylegan2.py): style mixing and the lazy path-length penalty in G's training, on
+        # streams of their own; None for every other architecture (no stream, net, stat or draw of its).
+        self.style = StyleTerms(**cfg.arch.settings).to(dev) if isinstance(G, StyleGAN2Generator) else None
+        self.pl = self.style is not None and self.style.pl_weight > 0
+        self.d_reg_every, self._reg_step = self.reg_every, 0  # _reg_step: the last regularising step's number
+        if self.pl:
+            self._lazy_intervals(fast_path)
         self.aug = DiffAugment(cfg.augment)
         self.items_per_step = cfg.batch_size * cfg.d_steps  # real images D sees per (G) step
         # ADA (ada.py): p and its controller's sums are buffers of a module that sits among the nets, so the
@@ -90,10 +102,13 @@ class ImageGeneration:
                           *(k for r in self.penalties for k in r.STATS),
                           *(self.label_term.STATS if self.label_term else ()),
                           # ADA: the step's p, and its mean sign(D(x_real)) (r_t of one step)
-                          *(("ada_p", "ada_rt") if self.ada is not None else ()))
+                          *(("ada_p", "ada_rt") if self.ada is not None else ()),
+                          *(("pl_penalty", "pl_mean") if self.pl else ()))
         self.watch = ("loss_d", "loss_g")
         if self.ada is not None:
             self.nets["ada"] = self.ada
+        if self.style is not None:
+            self.nets["style"] = self.style  # the path lengths' moving mean, checkpointed
         self.divergence_hint = "lower train.g.lr and train.d.lr?"
 
         # The whole data set lives on the device as uint8 (MNIST: 47 MB); batches are gathered there.
@@ -101,7 +116,8 @@ class ImageGeneration:
         # Every draw of a step, checkpointed. data, z and labels are the same streams on every rank; augment
         # and reg are per rank (rank 0's is the one-process stream).
         streams = ("data", "z", "augment", "reg", *(("labels",) if self.K else ()),
-                   *(("ada",) if self.ada is not None else ()))
+                   *(("ada",) if self.ada is not None else ()),
+                   *(("mix", "noise", "pl") if self.style is not None else ()))
         self.generators = {name: torch.Generator(dev).manual_seed(stream_seed(seed, self._stream(name)))
                            for name in streams}
         fixed = torch.Generator().manual_seed(stream_seed(seed, "fixed_z"))
@@ -120,9 +136,23 @@ class ImageGeneration:
         rank = self.world.rank if rank is None else rank
         return name if rank == 0 or name in SHARED_STREAMS else f"{name}/rank{rank}"
 
+    def _lazy_intervals(self, fast_path: FastPath) -> None:
+        """D's penalties every train.reg.every steps and the path-length penalty every pl_every: the engine's
+        regularising steps are every gcd of the two, and the task tells which are due from their number.
+        Those run eagerly; a CUDA graph replays the plain steps, so it must not be all of them."""
+        d_every = self.reg_every if any(not isinstance(r, NoRegularizer) for r in self.penalties) else None
+        pl_every = self.style.pl_every
+        self.reg_every = math.gcd(d_every, pl_every) if d_every else pl_every
+        if fast_path.enabled and self.reg_every == 1 and max(d_every or 1, pl_every) > 1:
+            raise ConfigError(f"train.arch.pl_every: {pl_every} and train.reg.every: {d_every} have no "
+                              "common factor > 1, which the CUDA graph of the fast path needs (a graph "
+                              "replays every step alike); make one a multiple of the other, or set "
+                              "train.fast: off")
+
     def on_resume(self, step: int) -> None:
         """The other ranks' own streams: fresh ones from the seed, rank and step (the checkpoint holds rank
         0's)."""
+        self._reg_step = step - step % self.reg_every
         for name, g in self.generators.items():
             if self._stream(name) != name:
                 g.manual_seed(stream_seed(self.seed, f"{self._stream(name)}/step{step}"))
@@ -164,8 +194,17 @@ class ImageGeneration:
             # keeps its graph for the G phase.
             x_real, c_real, z, c_fake = self.draw()
             last = index == self.cfg.d_steps - 1
+            reg_d = regularize
+            if self.pl and regularize:
+                self._reg_step += self.reg_every if index == 0 else 0
+                reg_d = self._reg_step % self.d_reg_every == 0
             with autocast(), torch.set_grad_enabled(last):
-                x_fake = self.G_ddp(z) if c_fake is None else self.G_ddp(z, c_fake)  # [b, C, H, W]
+                if self.style is None:
+                    x_fake = self.G_ddp(z) if c_fake is None else self.G_ddp(z, c_fake)  # [b, C, H, W]
+                else:
+                    x_fake = self.G_ddp(z, c_fake, noise=self.generators["noise"],
+                                        mix=self.style.mixing(self.G, self.cfg.batch_size, self.rows,
+                                                              self.generators["mix"]))
             with autocast():
                 out_real = self.judge(self.D_ddp, x_real, c_real)
                 out_fake = self.judge(self.D_ddp, x_fake.detach(), c_fake)
@@ -180,20 +219,20 @@ class ImageGeneration:
                 zero = torch.zeros((), device=x_real.device)
                 fakes = x_fake.detach().float()  # bf16 under autocast; exact in fp32
                 for reg in self.penalties:  # a penalty needs a double backward: fp32, outside autocast
-                    if regularize:
+                    if reg_d:
                         penalty, reg_stats = reg.penalty(lambda x, c: self.judge(self.D_ddp, x, c), x_real,
                                                          c_real, fakes, c_fake, self.generators["reg"])
                         loss_d = loss_d + penalty
                     # the penalty's stats, times every (zero between applications): the report's mean over
                     # steps is then the mean per application
-                    stats.update({k: reg_stats[k] * reg.every if regularize else zero for k in reg.STATS})
-                self._kept = (x_real, c_real, x_fake, c_fake)
+                    stats.update({k: reg_stats[k] * reg.every if reg_d else zero for k in reg.STATS})
+                self._kept = (x_real, c_real, x_fake, c_fake, z)
             loss_d.backward()
             return {"loss_d": loss_d.detach(), **stats}
 
         # G phase: through the updated D. D is frozen, so this backward computes no D gradients, and it is
         # the plain module (its DDP wrapper would wait for D gradients that never come).
-        x_real, c_real, x_fake, c_fake = self._kept
+        x_real, c_real, x_fake, c_fake, z = self._kept
         self.D.requires_grad_(False)
         with autocast():
             out_fake = self.judge(self.D, x_fake, c_fake)
@@ -203,6 +242,14 @@ class ImageGeneration:
                 term, term_stats = self.label_term.g_term(self.D(self.seen(x_fake), classes=True), c_fake)
                 loss_g, stats = loss_g + term, {**stats, **term_stats}
         loss_g.backward()
+        if self.pl:  # fp32 (a double backward), outside autocast; zero stats between applications
+            if regularize and self._reg_step % self.style.pl_every == 0:
+                penalty, pl_stats = self.style.path_length_penalty(self.G_ddp, self.G, z, c_fake,
+                                                                   self.generators)
+                penalty.backward()
+            else:
+                pl_stats = {"pl_penalty": torch.zeros((), device=z.device)}
+            stats.update(pl_stats, pl_mean=self.style.pl_mean.clone())
         self.D.requires_grad_(True)
         self._kept = None
         if self.ada is not None:
