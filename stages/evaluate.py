@@ -84,7 +84,7 @@ def main(
         run = Run.attach(run_json)
         # metrics of a re-evaluation land on the same keys (MLflow keeps each key's history): the tag says
         # which sample the latest figures measure
-        variant = sample_variant(p.sample.truncation, p.sample.classes)
+        variant = sample_variant(p.sample.truncation, p.sample.classes, p.sample.psi)
         run.set_tags({"evaluate.sample": variant or "standard"})
         t0 = time.perf_counter()
         images, labels = load_samples(samples)  # labels: the requested classes (conditional G), else None

@@ -24,10 +24,12 @@ def main(
     base.seed + i, so it does not depend on batch size or device) and OUT/grid.png (the first 100 images),
     and log the grid to the training's MLflow run. A class-conditional generator: image i is of class
     sample.classes[i mod len] (null: every class in turn), images.npz also holds these requested labels
-    (int64 [N]) and the grid has one row per class; an unknown class exits 2 listing the classes."""
+    (int64 [N]) and the grid has one row per class; an unknown class exits 2 listing the classes.
+    sample.psi < 1 truncates a style-based G in w (exit 2 for any other G)."""
     with user_errors():
         from ganforge.config import load_params
         from ganforge.device import resolve_device
+        from ganforge.errors import ConfigError
 
         p = load_params(params, "base", "sample", "evaluate")
         cfg = p.sample
@@ -48,6 +50,10 @@ def main(
         )
 
         G, meta = load_generator(model, device)
+        if cfg.psi != 1 and not getattr(G, "W_TRUNCATION", False):
+            raise ConfigError(f"sample.psi: {cfg.psi} is w-space truncation, for a style-based G "
+                              f"(train.arch: stylegan2); {model} holds a {type(G).__name__}: set it to 1 "
+                              "(sample.truncation truncates z for any G)")
         labels = None  # the requested class of each image (conditional G only)
         if G.num_classes or cfg.classes is not None:
             names = class_names(G, meta) if G.num_classes else []
@@ -58,7 +64,8 @@ def main(
 
         run = Run.attach(run_json)  # before the work: a missing run fails now, not after it
         images = generate(G, p.evaluate.n, seed=p.base.seed, batch_size=cfg.batch_size,
-                          truncation=cfg.truncation, device=device, labels=labels)  # uint8 [n, C, H, W]
+                          truncation=cfg.truncation, psi=cfg.psi, device=device,
+                          labels=labels)  # uint8 [n, C, H, W]
         if draws_points(G):  # 2-D points: the plane, not a grid
             grid = sample_picture(images)
         else:

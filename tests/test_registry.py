@@ -85,6 +85,8 @@ def test_worse_model_keeps_the_alias_and_better_one_takes_it(store):
     assert float(c.get_model_version("ganforge-mnist", str(v1)).tags["fid_ratio"]) == 3.0
     assert promotion.sample_variant(None, None) == "" and promotion.sample_variant(0.7, ["seven"]) == (
         "truncation 0.7, classes ['seven']")
+    assert promotion.sample_variant(None, None, psi=1.0) == ""
+    assert promotion.sample_variant(None, [1], psi=0.5) == "psi 0.5, classes [1]"
 
 
 def test_champion_loads_in_a_fresh_process(store, tmp_path):

@@ -91,3 +91,8 @@ def test_sample_stage_errors_are_one_line(trained_run):
     set_params(cwd / "params.yaml", {"sample.truncation": -1})
     proc = run_stage("sample", cwd=cwd, env=env)
     assert proc.returncode == 2 and "sample.truncation" in proc.stderr
+    # w-space truncation needs a style-based G: this one is a DCGAN
+    set_params(cwd / "params.yaml", {"sample.truncation": None, "sample.psi": 0.7})
+    proc = run_stage("sample", cwd=cwd, env=env)
+    assert proc.returncode == 2 and "sample.psi" in proc.stderr and "stylegan2" in proc.stderr, proc.stderr
+    assert not (cwd / "samples").exists()

@@ -9,6 +9,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -206,6 +207,44 @@ def test_the_generator_file_rebuilds_it_with_its_mean_w(tmp_path):
     assert twin.state_dict().keys() == D.state_dict().keys()
 
 
+def cell(grid, row: int, col: int, side: int = 28, pad: int = 2):
+    """Image (row, col) of a one-channel sampling.make_grid picture."""
+    top, left = pad + row * (side + pad), pad + col * (side + pad)
+    return grid[top : top + side, left : left + side]
+
+
+def test_style_mixing_figure_and_truncation_strip():
+    from ganforge.sampling import STYLE_BANDS, TRUNCATION_PSIS, generate, latent, style_pictures, to_uint8
+
+    G, _ = small_pair(num_classes=10)
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(torch.randn(16))
+    cols, rows, seed = 4, 2, 11
+    pics = style_pictures(G, seed, columns=cols, rows=rows)
+    mixing, strip = pics["style_mixing"], pics["truncation"]
+    assert mixing.shape == (2 + (1 + 3 * rows) * 30, 2 + (1 + cols) * 30)
+    assert strip.shape == (2 + cols * 30, 2 + len(TRUNCATION_PSIS) * 30)
+    a = generate(G, cols, seed=seed, batch_size=cols)[:, 0]  # the header row: seeds seed.., class i mod K
+    b = generate(G, 3 * rows, seed=seed + cols, batch_size=3 * rows)[:, 0]  # the left column
+    assert (cell(mixing, 0, 0) == 0).all()
+    for k in range(cols):
+        assert (cell(mixing, 0, 1 + k) == a[k]).all()
+        assert (cell(strip, k, len(TRUNCATION_PSIS) - 1) == a[k]).all()  # psi 1: the image itself
+        assert (cell(strip, k, 0) == cell(strip, 0, 0)).all()  # psi 0: every row the mean w's image
+    for r in range(3 * rows):
+        assert (cell(mixing, 1 + r, 0) == b[r]).all()
+    # the coarse band's first row, built by hand: A's w with B's in the first third of the layers
+    with torch.no_grad():
+        wa = G.ws(torch.stack([latent(seed + k, 8) for k in range(cols)]), torch.arange(cols)).clone()
+        wb = G.ws(latent(seed + cols, 8)[None], torch.tensor([0]))
+        coarse = round(G.num_ws / len(STYLE_BANDS))
+        wa[:, :coarse] = wb[:, :coarse]
+        mixed = to_uint8(G.synthesis(wa)).numpy()[:, 0]
+    for k in range(cols):
+        assert (cell(mixing, 1, 1 + k) == mixed[k]).all()
+        assert not (mixed[k] == a[k]).all()  # B's coarse styles changed the image
+
+
 def test_conditional_pair_and_every_resolution():
     for resolution in (28, 32, 64):
         G, D = small_pair(resolution, num_classes=10)
@@ -250,6 +289,19 @@ def test_the_recipe_trains_through_the_stage_and_resumes_bit_for_bit(tmp_path, t
     pl = [float(r[header.index("pl_penalty")]) for r in rows]
     assert all(v > 0 for v in pl)  # one application in every 4-step report
     assert float(rows[-1][header.index("pl_mean")]) > 0
+    from PIL import Image  # the style-based G's pictures (6 seeds, 2 rows per band; 5 psis)
+
+    assert Image.open(whole / "results/train/style_mixing.png").size == (2 + 7 * 30, 2 + 7 * 30)
+    assert Image.open(whole / "results/train/truncation.png").size == (2 + 5 * 30, 2 + 6 * 30)
+    # the sample stage truncates in w: psi 0 draws the mean w's image for every seed and class
+    set_params(whole / "params.yaml", {"sample.psi": 0.0, "evaluate.n": 20})
+    proc = run_stage("sample", "--params", "params.yaml", cwd=whole, env=store)
+    assert proc.returncode == 0, proc.stderr
+    images = np.load(whole / "samples/images.npz")["images"]
+    assert len(images) == 20 and (images == images[0]).all()
+    set_params(whole / "params.yaml", {"sample.psi": 1.0})
+    assert run_stage("sample", "--params", "params.yaml", cwd=whole, env=store).returncode == 0
+    assert len(np.unique(np.load(whole / "samples/images.npz")["images"].reshape(20, -1), axis=0)) == 20
 
     # half the run, then the whole run continues its checkpoint: the same weights and report, bit for bit
     parts = project(tmp_path / "parts", {"train.kimg": STEPS // 2 * 16 / 1000})

@@ -294,6 +294,7 @@ class Train(Section):
 class Sample(Section):
     batch_size: int = Field(ge=1, le=MAX_WIDTH)
     truncation: float | None = Field(gt=0)
+    psi: float = Field(ge=0, le=1)  # w-space truncation of a style-based G; 1 = off
     classes: list[int | str] | None  # conditional G: the classes to draw (names or indices); null = all
     device: Device
 

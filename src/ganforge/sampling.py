@@ -166,6 +166,52 @@ def interpolation(G: torch.nn.Module, seed: int, walks: int = 4, steps: int = 10
     return x.numpy().reshape(steps, rows, *x.shape[1:])
 
 
+STYLE_BANDS = ("coarse", "middle", "fine")  # thirds of a style-based G's layers, lowest resolution first
+TRUNCATION_PSIS = (0.0, 0.25, 0.5, 0.75, 1.0)
+STYLE_PICTURES = ("style_mixing", "truncation")  # style_pictures' keys: results/train/<key>.png
+
+
+@torch.no_grad()
+def style_pictures(G: torch.nn.Module, seed: int, columns: int = 6, rows: int = 2,
+                   device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """A style-based G's two pictures (StyleGAN's figures), each one uint8 picture (make_grid):
+
+    style_mixing: the top row holds the images of seeds seed .. seed + columns - 1 (A), the left column
+        those of seeds seed + columns .. (B, `rows` per band); then for each band of layers (coarse, middle,
+        fine: thirds of G.num_ws) `rows` rows in which cell (b, a) is A's w with B's w in that band's layers:
+        coarse carries B's pose and shape, fine only its stroke texture.
+    truncation: one row per seed of A, one column per psi of TRUNCATION_PSIS (0: the tracked mean w;
+        1: the untruncated image).
+    The fixed noise buffers (noise=None), so both are deterministic; a conditional G draws image i of a
+    row or column at class i mod K."""
+    G.eval()
+    K = getattr(G, "num_classes", 0)
+
+    def ws_of(seeds: list[int], psi: float = 1.0) -> torch.Tensor:  # [len, num_ws, w_dim]
+        z = torch.stack([latent(s, G.z_dim) for s in seeds]).to(device)
+        c = torch.arange(len(seeds), device=device) % K if K else None
+        return G.ws(z, c, psi=psi)
+
+    a = ws_of(list(range(seed, seed + columns)))
+    b = ws_of(list(range(seed + columns, seed + columns + rows * len(STYLE_BANDS))))
+    n = G.num_ws
+    bounds = [round(n * i / len(STYLE_BANDS)) for i in range(len(STYLE_BANDS) + 1)]
+    blank = torch.zeros(1, G.channels, G.resolution, G.resolution, dtype=torch.uint8)  # the corner
+    cells = [blank, to_uint8(G.synthesis(a)).cpu()]  # the header row
+    for band in range(len(STYLE_BANDS)):
+        layers = torch.zeros(n, dtype=torch.bool, device=device)
+        layers[bounds[band] : bounds[band + 1]] = True
+        for r in range(rows):
+            src = b[band * rows + r]  # [num_ws, w_dim]
+            mixed = torch.where(layers[None, :, None], src[None], a)  # A's w, B's in the band
+            cells += [to_uint8(G.synthesis(src[None])).cpu(), to_uint8(G.synthesis(mixed)).cpu()]
+    mixing = make_grid(torch.cat(cells).numpy(), nrow=columns + 1)
+    strip = torch.stack([to_uint8(G.synthesis(ws_of(list(range(seed, seed + columns)), psi))).cpu()
+                         for psi in TRUNCATION_PSIS], 1)  # [columns, psis, C, H, W]
+    return {"style_mixing": mixing,  # the keys of STYLE_PICTURES
+            "truncation": make_grid(strip.reshape(-1, *strip.shape[2:]).numpy(), nrow=len(TRUNCATION_PSIS))}
+
+
 def interpolation_pictures(frames: np.ndarray) -> tuple[np.ndarray, bytes]:
     """frames uint8 [steps, rows, C, H, W] -> (the strip: one row per walk, one column per step, as one
     picture; an animated GIF whose frame t shows every walk at step t, there and back)."""

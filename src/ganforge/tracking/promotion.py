@@ -70,11 +70,11 @@ def champion(c: MlflowClient, dataset: str) -> tuple[int, float | None] | None:
     return int(mv.version), (ratio if ratio is not None and math.isfinite(ratio) else None)
 
 
-def sample_variant(truncation: float | None, classes: list | None) -> str:
-    """"" for the standard sample the champion is judged on (every class in turn, no truncation), else
-    what differs, e.g. "truncation 1.5, classes [7]"."""
+def sample_variant(truncation: float | None, classes: list | None, psi: float = 1.0) -> str:
+    """"" for the standard sample the champion is judged on (every class in turn, no truncation in z or
+    w), else what differs, e.g. "truncation 1.5, classes [7]"."""
     parts = ([f"truncation {truncation:g}"] if truncation is not None else []) + (
-        [f"classes {list(classes)}"] if classes is not None else [])
+        [f"psi {psi:g}"] if psi != 1 else []) + ([f"classes {list(classes)}"] if classes is not None else [])
     return ", ".join(parts)
 
 

@@ -161,7 +161,13 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     from ganforge.io import atomic_write_bytes, atomic_write_text
     from ganforge.nets import save_generator
     from ganforge.plane import extent_of, gif_bytes, walk_pictures
-    from ganforge.sampling import interpolation, interpolation_pictures, png_bytes
+    from ganforge.sampling import (
+        STYLE_PICTURES,
+        interpolation,
+        interpolation_pictures,
+        png_bytes,
+        style_pictures,
+    )
     from ganforge.tasks.generation import PLANE_POINTS
     from ganforge.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, remove_stale_temp_files
     from ganforge.train.engine import Stopped, train
@@ -270,6 +276,15 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     strip, gif = walk_pictures(walks, real, extent_of(real)) if points else interpolation_pictures(walks)
     atomic_write_bytes(results / "interpolation.png", png_bytes(strip))
     atomic_write_bytes(results / "interpolation.gif", gif)
+    # a style-based G (stylegan2): its style-mixing figure and truncation strip (and none left over from
+    # an earlier run's style-based G when it is not)
+    style_based = getattr(G_out, "W_TRUNCATION", False)
+    styles = style_pictures(G_out.eval(), p.base.seed, device=device) if style_based else {}
+    for key in STYLE_PICTURES:
+        if key in styles:
+            atomic_write_bytes(results / f"{key}.png", png_bytes(styles[key]))
+        else:
+            (results / f"{key}.png").unlink(missing_ok=True)
     if frames:  # every image_every steps since this process started (a resumed run: since the resume)
         atomic_write_bytes(results / "training.gif", gif_bytes(frames))
         mlrun.log_artifact(results / "training.gif")
@@ -282,6 +297,8 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
         print(f"warning: {tracked.images_lost} sample grid(s) could not be logged during an outage "
               f"(the last one is {results}/samples.png)")
     mlrun.log_image(strip, key="interpolation")
+    for key, picture in styles.items():
+        mlrun.log_image(picture, key=key)
     mlrun.log_artifact(results / "interpolation.gif")
     # a new version of ganforge-<dataset> in the model registry; evaluate decides if it becomes champion
     version = log_generator_model(mlrun, model, p.base.dataset)
