@@ -47,10 +47,11 @@ def main(
             png_bytes,
             resolve_classes,
             sample_picture,
+            style_based,
         )
 
         G, meta = load_generator(model, device)
-        if cfg.psi != 1 and not getattr(G, "W_TRUNCATION", False):
+        if cfg.psi != 1 and not style_based(G):
             raise ConfigError(f"sample.psi: {cfg.psi} is w-space truncation, for a style-based G "
                               f"(train.arch: stylegan2); {model} holds a {type(G).__name__}: set it to 1 "
                               "(sample.truncation truncates z for any G)")

@@ -29,6 +29,11 @@ def draws_points(G: torch.nn.Module) -> bool:
     return ARCHITECTURES[architecture_name(G)].data == "points"
 
 
+def style_based(G: torch.nn.Module) -> bool:
+    """Whether G is style-based (nets/stylegan2.py): it truncates in w (psi) and has style_pictures."""
+    return getattr(G, "W_TRUNCATION", False)
+
+
 def latent(seed: int, z_dim: int, truncation: float | None = None) -> torch.Tensor:
     """z [z_dim] of one image. Truncation: entries with |z| > truncation are redrawn (from the same
     per-image generator) until none is left, i.e. z from N(0, I) truncated to [-t, t]."""
@@ -97,7 +102,7 @@ def generate(G: torch.nn.Module, n: int, *, seed: int, batch_size: int, truncati
     G (default class_cycle over all its classes); an unconditional G takes none. psi < 1: truncation in w
     toward G's tracked mean w, for a style-based G (nets/stylegan2.py); 1 = none (independent of z's
     `truncation`)."""
-    if psi != 1 and not getattr(G, "W_TRUNCATION", False):
+    if psi != 1 and not style_based(G):
         raise ValueError(f"psi {psi}: w-space truncation needs a style-based G (stylegan2), not "
                          f"{type(G).__name__}")
     style = {"psi": psi} if psi != 1 else {}
@@ -192,7 +197,8 @@ def style_pictures(G: torch.nn.Module, seed: int, columns: int = 6, rows: int = 
         c = torch.arange(len(seeds), device=device) % K if K else None
         return G.ws(z, c, psi=psi)
 
-    a = ws_of(list(range(seed, seed + columns)))
+    seeds_a = list(range(seed, seed + columns))
+    a = ws_of(seeds_a)
     b = ws_of(list(range(seed + columns, seed + columns + rows * len(STYLE_BANDS))))
     n = G.num_ws
     bounds = [round(n * i / len(STYLE_BANDS)) for i in range(len(STYLE_BANDS) + 1)]
@@ -206,7 +212,7 @@ def style_pictures(G: torch.nn.Module, seed: int, columns: int = 6, rows: int = 
             mixed = torch.where(layers[None, :, None], src[None], a)  # A's w, B's in the band
             cells += [to_uint8(G.synthesis(src[None])).cpu(), to_uint8(G.synthesis(mixed)).cpu()]
     mixing = make_grid(torch.cat(cells).numpy(), nrow=columns + 1)
-    strip = torch.stack([to_uint8(G.synthesis(ws_of(list(range(seed, seed + columns)), psi))).cpu()
+    strip = torch.stack([to_uint8(G.synthesis(ws_of(seeds_a, psi))).cpu()
                          for psi in TRUNCATION_PSIS], 1)  # [columns, psis, C, H, W]
     return {"style_mixing": mixing,  # the keys of STYLE_PICTURES
             "truncation": make_grid(strip.reshape(-1, *strip.shape[2:]).numpy(), nrow=len(TRUNCATION_PSIS))}

@@ -166,6 +166,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
         interpolation,
         interpolation_pictures,
         png_bytes,
+        style_based,
         style_pictures,
     )
     from ganforge.tasks.generation import PLANE_POINTS
@@ -278,8 +279,7 @@ def run(p, *, data: Path, model: Path, results: Path, checkpoints: Path, evaluat
     atomic_write_bytes(results / "interpolation.gif", gif)
     # a style-based G (stylegan2): its style-mixing figure and truncation strip (and none left over from
     # an earlier run's style-based G when it is not)
-    style_based = getattr(G_out, "W_TRUNCATION", False)
-    styles = style_pictures(G_out.eval(), p.base.seed, device=device) if style_based else {}
+    styles = style_pictures(G_out.eval(), p.base.seed, device=device) if style_based(G_out) else {}
     for key in STYLE_PICTURES:
         if key in styles:
             atomic_write_bytes(results / f"{key}.png", png_bytes(styles[key]))
